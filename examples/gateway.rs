@@ -1,0 +1,142 @@
+//! Run with
+//!
+//! ```sh
+//! cargo run --example gateway                      # 127.0.0.1:8788, one anthropic provider
+//! cargo run --example gateway -- --config gateway.toml --listen 127.0.0.1:0
+//! ```
+//!
+//! The daemon: reads the config, installs tracing, serves the library's router and
+//! drains open streams on SIGTERM/Ctrl-C. The library does the work.
+
+use clap::{Parser, Subcommand};
+use llm_gateway::config::SecretRef;
+use llm_gateway::{Config, Gateway};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "llm-gateway", about = "A streaming LLM gateway")]
+struct Cli {
+    /// TOML configuration file (SPEC §2).
+    #[arg(long, global = true, env = "LLM_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the config); port 0 picks a free port.
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve in the foreground (the default).
+    Serve,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => {
+            let mut config = Config::default();
+            // No config: the key comes from the environment, else the client's own is used.
+            if std::env::var_os("ANTHROPIC_API_KEY").is_some_and(|v| !v.is_empty()) {
+                if let Some(provider) = config.providers.get_mut("anthropic") {
+                    provider.api_key = Some(SecretRef::Env("ANTHROPIC_API_KEY".into()));
+                }
+            }
+            config
+        }
+    };
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    Ok(config)
+}
+
+fn serve(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let grace = Duration::from_millis(config.timeouts.shutdown_grace_ms);
+        let listen = config.listen;
+        let gateway = match Gateway::new(config) {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let address = listener.local_addr().unwrap_or(listen);
+        println!("listening on http://{address}");
+        let _ = std::io::stdout().flush();
+        match gateway.serve(listener, shutdown_signal(), grace).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,603 @@
+//! The gateway's configuration: the TOML of SPEC §2.
+//!
+//! Every section rejects unknown keys, naming them, and [`Config::validate`] checks the
+//! cross-references (a chain naming an unknown provider, a bad URL) so the gateway never
+//! starts half-configured.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A configuration error, naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// An error about `key` (a dotted path such as `providers.azure.base_url`).
+    pub fn at(key: &str, message: impl fmt::Display) -> Self {
+        Self(format!("config key `{key}`: {message}"))
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Token that guards the admin endpoints (SPEC §6).
+    #[serde(default)]
+    pub admin_token: Option<SecretRef>,
+    /// Client keys; when present, `/v1/*` requires one.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Which provider serves which request.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// The upstreams, by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Time limits.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Size limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Per-model price overrides, USD per million tokens.
+    #[serde(default)]
+    pub pricing: BTreeMap<String, PriceOverride>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8788))
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The accepted keys, each with a name that audit and metrics show instead of the key.
+    pub client_keys: Vec<ClientKey>,
+}
+
+/// One named client key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKey {
+    /// The name shown in audit and metrics.
+    pub name: String,
+    /// The key itself.
+    pub key: SecretRef,
+}
+
+/// `[routing]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The provider used when no rule matches; defaults to the only (or `anthropic`) provider.
+    #[serde(default)]
+    pub default_provider: Option<String>,
+    /// Providers tried in order after the chosen one fails.
+    #[serde(default)]
+    pub fallback_chain: Vec<String>,
+    /// `agent_type` → provider and model.
+    #[serde(default)]
+    pub agent_types: BTreeMap<String, RouteTarget>,
+    /// Glob rules on the requested model; the first match wins.
+    #[serde(default)]
+    pub models: Vec<ModelRule>,
+}
+
+/// Where a rule sends a request.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTarget {
+    /// Provider name.
+    pub provider: String,
+    /// Model to ask that provider for; absent = the requested model.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// One `[[routing.models]]` rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRule {
+    /// Glob on the requested model (`*` and `?`).
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Provider name.
+    pub provider: String,
+    /// Model to ask that provider for; absent = the requested model.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// The wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// Anthropic Messages (Anthropic, Foundry `/anthropic`, DeepSeek `/anthropic`, Ollama ≥ 0.14).
+    Anthropic,
+    /// OpenAI chat completions.
+    Openai,
+    /// Azure OpenAI chat completions (deployment URL, `api-key` header).
+    AzureOpenai,
+}
+
+/// `[providers.NAME]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Wire protocol.
+    pub kind: ProviderKind,
+    /// Base URL, e.g. `https://api.anthropic.com`.
+    pub base_url: url::Url,
+    /// Key; absent = pass the client's key through (Anthropic kinds only).
+    #[serde(default)]
+    pub api_key: Option<SecretRef>,
+    /// Model used when a request is routed here by fallback.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Azure deployment name.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// Azure `api-version`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+}
+
+impl ProviderConfig {
+    /// An Anthropic-kind provider at `base_url` with no key of its own (pass-through).
+    pub fn anthropic(base_url: url::Url) -> Self {
+        Self {
+            kind: ProviderKind::Anthropic,
+            base_url,
+            api_key: None,
+            model: None,
+            deployment: None,
+            api_version: None,
+        }
+    }
+}
+
+/// `[timeouts]`, in milliseconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// TCP (and TLS) connect.
+    pub connect_ms: u64,
+    /// Until the upstream's response headers and its first body bytes.
+    pub first_byte_ms: u64,
+    /// Longest silence inside a stream.
+    pub idle_ms: u64,
+    /// On SIGTERM, how long open streams may run before the process exits anyway.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            connect_ms: 10_000,
+            first_byte_ms: 120_000,
+            idle_ms: 300_000,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted (413 above).
+    pub max_request_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Whether records are written.
+    pub enabled: bool,
+    /// Whether request bodies are kept.
+    pub log_request_bodies: bool,
+    /// Whether response bodies (the SSE text for streams) are kept.
+    pub log_response_bodies: bool,
+    /// The store's file.
+    pub path: std::path::PathBuf,
+    /// Longest body kept; longer ones are cut with a marker.
+    pub max_body_bytes: usize,
+    /// Records older than this many days are pruned (absent = kept).
+    pub retention_days: Option<u32>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            log_request_bodies: true,
+            log_response_bodies: true,
+            path: "llm-gateway-audit.db".into(),
+            max_body_bytes: 1024 * 1024,
+            retention_days: None,
+        }
+    }
+}
+
+/// `[pricing."MODEL"]`: USD per million tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceOverride {
+    /// Uncached input.
+    pub input: f64,
+    /// Output.
+    pub output: f64,
+    /// 5-minute cache writes.
+    #[serde(default)]
+    pub cache_write_5m: Option<f64>,
+    /// 1-hour cache writes.
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
+    /// Cache reads.
+    #[serde(default)]
+    pub cache_read: Option<f64>,
+}
+
+/// Where a secret comes from: `env:NAME`, `credential:NAME`, or the literal value.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum SecretRef {
+    /// Read from an environment variable at start-up.
+    Env(String),
+    /// Read from the credential store at start-up.
+    Credential(String),
+    /// The value itself.
+    Literal(Secret),
+}
+
+impl From<String> for SecretRef {
+    fn from(s: String) -> Self {
+        if let Some(name) = s.strip_prefix("env:") {
+            SecretRef::Env(name.to_owned())
+        } else if let Some(name) = s.strip_prefix("credential:") {
+            SecretRef::Credential(name.to_owned())
+        } else {
+            SecretRef::Literal(Secret::new(s))
+        }
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::Credential(name) => write!(f, "credential:{name}"),
+            SecretRef::Literal(_) => f.write_str("[redacted]"),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Resolve to the secret's value; `key` names the config key in errors.
+    pub fn resolve(&self, key: &str) -> Result<Secret, ConfigError> {
+        match self {
+            SecretRef::Literal(secret) => Ok(secret.clone()),
+            SecretRef::Env(name) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
+                _ => Err(ConfigError::at(
+                    key,
+                    format!("environment variable {name} is not set"),
+                )),
+            },
+            SecretRef::Credential(name) => Err(ConfigError::at(
+                key,
+                format!("credential {name}: the credential store is not available in this build"),
+            )),
+        }
+    }
+}
+
+/// A secret value. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+// === impl Config ===
+
+impl Default for Config {
+    /// One provider, `anthropic` at `https://api.anthropic.com`, passing the client's key.
+    fn default() -> Self {
+        let mut providers = BTreeMap::new();
+        let url = url::Url::parse("https://api.anthropic.com").expect("constant URL parses");
+        providers.insert("anthropic".to_owned(), ProviderConfig::anthropic(url));
+        Self {
+            listen: default_listen(),
+            admin_token: None,
+            auth: None,
+            routing: RoutingConfig::default(),
+            providers,
+            timeouts: TimeoutsConfig::default(),
+            limits: LimitsConfig::default(),
+            audit: AuditConfig::default(),
+            pricing: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse and validate TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError(format!("invalid config: {e}")))?;
+        if config.providers.is_empty() {
+            config.providers = Config::default().providers;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Read, parse and validate a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        Self::from_toml_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// The provider that serves requests no rule claims.
+    pub fn default_provider(&self) -> Option<&str> {
+        if let Some(name) = &self.routing.default_provider {
+            return Some(name);
+        }
+        if self.providers.contains_key("anthropic") {
+            return Some("anthropic");
+        }
+        self.providers.keys().next().map(String::as_str)
+    }
+
+    /// Check cross-references and values; the message names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.providers.is_empty() {
+            return Err(ConfigError::at(
+                "providers",
+                "at least one provider is needed",
+            ));
+        }
+        for (name, provider) in &self.providers {
+            let key = format!("providers.{name}.base_url");
+            if !matches!(provider.base_url.scheme(), "http" | "https") {
+                return Err(ConfigError::at(&key, "must be an http or https URL"));
+            }
+            if provider.base_url.host_str().is_none() {
+                return Err(ConfigError::at(&key, "has no host"));
+            }
+            if provider.kind == ProviderKind::AzureOpenai && provider.deployment.is_none() {
+                return Err(ConfigError::at(
+                    &format!("providers.{name}.deployment"),
+                    "is required for kind = \"azure-openai\"",
+                ));
+            }
+        }
+        let known = |key: &str, name: &str| {
+            if self.providers.contains_key(name) {
+                Ok(())
+            } else {
+                Err(ConfigError::at(
+                    key,
+                    format!("names unknown provider `{name}`"),
+                ))
+            }
+        };
+        if let Some(name) = &self.routing.default_provider {
+            known("routing.default_provider", name)?;
+        }
+        for name in &self.routing.fallback_chain {
+            known("routing.fallback_chain", name)?;
+        }
+        for (agent, target) in &self.routing.agent_types {
+            known(
+                &format!("routing.agent_types.{agent}.provider"),
+                &target.provider,
+            )?;
+        }
+        for (i, rule) in self.routing.models.iter().enumerate() {
+            known(&format!("routing.models[{i}].provider"), &rule.provider)?;
+        }
+        if self.limits.max_request_bytes == 0 {
+            return Err(ConfigError::at(
+                "limits.max_request_bytes",
+                "must be positive",
+            ));
+        }
+        for (key, value) in [
+            ("timeouts.connect_ms", self.timeouts.connect_ms),
+            ("timeouts.first_byte_ms", self.timeouts.first_byte_ms),
+            ("timeouts.idle_ms", self.timeouts.idle_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::at(key, "must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = r#"
+listen = "127.0.0.1:8788"
+admin_token = "env:GATEWAY_ADMIN_TOKEN"
+
+[auth]
+client_keys = [{ name = "ci", key = "env:GW_KEY_CI" }, { name = "dev", key = "gk-literal" }]
+
+[routing]
+default_provider = "anthropic"
+fallback_chain = ["anthropic", "azure", "deepseek", "ollama"]
+[routing.agent_types]
+"code-reviewer" = { provider = "deepseek", model = "deepseek-flash" }
+[[routing.models]]
+match = "claude-haiku-*"
+provider = "ollama"
+model = "llama3.1"
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+api_key = "env:ANTHROPIC_API_KEY"
+
+[providers.azure]
+kind = "azure-openai"
+base_url = "https://RESOURCE.openai.azure.com"
+deployment = "gpt-4o"
+api_version = "2024-10-21"
+api_key = "credential:AZURE_OPENAI_API_KEY"
+
+[providers.deepseek]
+kind = "openai"
+base_url = "https://api.deepseek.com"
+model = "deepseek-flash"
+api_key = "env:DEEPSEEK_API_KEY"
+
+[providers.ollama]
+kind = "openai"
+base_url = "http://127.0.0.1:11434"
+model = "llama3.1"
+
+[timeouts]
+connect_ms = 10000
+first_byte_ms = 120000
+idle_ms = 300000
+
+[limits]
+max_request_bytes = 33554432
+
+[audit]
+enabled = true
+log_request_bodies = true
+log_response_bodies = true
+path = "llm-gateway-audit.db"
+max_body_bytes = 1048576
+
+[pricing."claude-sonnet-4-5-20250929"]
+input = 3.0
+output = 15.0
+cache_write_5m = 3.75
+cache_write_1h = 6.0
+cache_read = 0.30
+"#;
+
+    #[test]
+    fn the_spec_example_parses() {
+        let config = Config::from_toml_str(SPEC_EXAMPLE).unwrap();
+        assert_eq!(config.providers.len(), 4);
+        assert_eq!(config.providers["azure"].kind, ProviderKind::AzureOpenai);
+        assert_eq!(config.routing.fallback_chain.len(), 4);
+        assert_eq!(config.routing.models[0].pattern, "claude-haiku-*");
+        assert_eq!(
+            config.admin_token,
+            Some(SecretRef::Env("GATEWAY_ADMIN_TOKEN".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml_str("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let err = Config::from_toml_str("[timeouts]\nfirst_bite_ms = 3\n").unwrap_err();
+        assert!(err.to_string().contains("first_bite_ms"), "{err}");
+    }
+
+    #[test]
+    fn unknown_provider_in_chain_is_named() {
+        let err = Config::from_toml_str("[routing]\nfallback_chain = [\"anthropic\", \"nope\"]\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("routing.fallback_chain") && text.contains("nope"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_url_is_named() {
+        let err = Config::from_toml_str(
+            "[providers.x]\nkind = \"anthropic\"\nbase_url = \"ftp://example.com\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("providers.x.base_url"), "{err}");
+    }
+
+    #[test]
+    fn no_providers_means_the_default_anthropic() {
+        let config = Config::from_toml_str("").unwrap();
+        assert_eq!(config.default_provider(), Some("anthropic"));
+        assert_eq!(
+            config.providers["anthropic"].base_url.as_str(),
+            "https://api.anthropic.com/"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let config = Config::from_toml_str(
+            "[providers.a]\nkind = \"anthropic\"\nbase_url = \"https://x.test\"\napi_key = \"sk-very-secret\"\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("sk-very-secret"), "{debug}");
+        assert!(debug.contains("[redacted]"));
+    }
+
+    #[test]
+    fn unresolvable_env_names_key_and_variable() {
+        let secret = SecretRef::Env("LLM_GATEWAY_TEST_SURELY_UNSET".into());
+        let err = secret
+            .resolve("providers.a.api_key")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("providers.a.api_key") && err.contains("LLM_GATEWAY_TEST_SURELY_UNSET")
+        );
+    }
+}

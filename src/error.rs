@@ -1,0 +1,247 @@
+//! The one error type that flows through the stack.
+//!
+//! Every layer below [`ErrorResponseLayer`](crate::error_response::ErrorResponseLayer)
+//! fails with [`Error`]; that layer turns it into an Anthropic-shaped response, so the
+//! service axum sees is infallible.
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use std::fmt;
+
+/// What went wrong, coarse enough for a retry policy and an HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Could not connect to the upstream (refused, DNS, TLS).
+    Connect,
+    /// The upstream did not answer, or went silent, within its time limit.
+    Timeout,
+    /// The upstream answered with a non-success HTTP status.
+    UpstreamStatus,
+    /// The upstream sent an in-band `event: error` inside a 200 stream.
+    UpstreamEvent,
+    /// The upstream sent something that is not the protocol (bad SSE, cut body).
+    UpstreamProtocol,
+    /// The client's body is larger than `max_request_bytes`.
+    BodyTooLarge,
+    /// No provider can serve the request.
+    NoRoute,
+    /// Every attempt failed.
+    Exhausted,
+    /// The client's request is malformed.
+    BadRequest,
+    /// The client did not present a valid key.
+    Unauthorized,
+    /// The path does not exist.
+    NotFound,
+    /// The method is not allowed on the path.
+    MethodNotAllowed,
+    /// The gateway is at its concurrency limit.
+    Overloaded,
+    /// A bug or an unexpected local failure.
+    Internal,
+}
+
+/// An upstream's non-success answer, kept so it can be returned to the client as it came.
+#[derive(Clone, Debug)]
+pub struct UpstreamResponse {
+    /// The upstream's HTTP status.
+    pub status: StatusCode,
+    /// Response headers worth returning (request id, retry-after, rate limits, content type).
+    pub headers: HeaderMap,
+    /// The upstream's body, cut at a bound.
+    pub body: Bytes,
+}
+
+/// The gateway's error: a kind, a client-safe message and, for upstream failures, the
+/// upstream's own answer.
+///
+/// Messages never contain credentials: they are built from fixed text, status codes and
+/// upstream bodies, never from request headers.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    upstream: Option<Box<UpstreamResponse>>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+// === impl Error ===
+
+impl Error {
+    /// A new error of `kind` with a message safe to show to the client.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            upstream: None,
+            source: None,
+        }
+    }
+
+    /// An upstream answered with a non-success status; keep its answer.
+    pub fn upstream_status(response: UpstreamResponse) -> Self {
+        let message = format!("upstream answered {}", response.status);
+        Self {
+            kind: ErrorKind::UpstreamStatus,
+            message,
+            upstream: Some(Box::new(response)),
+            source: None,
+        }
+    }
+
+    /// Attach the underlying cause (kept for logs; not shown to clients).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The client-safe message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The upstream's answer, for [`ErrorKind::UpstreamStatus`] (and in-band errors).
+    pub fn upstream(&self) -> Option<&UpstreamResponse> {
+        self.upstream.as_deref()
+    }
+
+    /// Whether another attempt (at another provider) may succeed (SPEC §5).
+    ///
+    /// Connection failures, timeouts, in-band errors and 408/409/429/5xx/529 are
+    /// retryable; 400/401/403/404/413/422 and every client-side error are not.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::UpstreamEvent => true,
+            ErrorKind::UpstreamProtocol => true,
+            ErrorKind::UpstreamStatus => self
+                .upstream
+                .as_ref()
+                .is_some_and(|u| is_retryable_status(u.status)),
+            _ => false,
+        }
+    }
+
+    /// The HTTP status the client gets for this error.
+    pub fn status(&self) -> StatusCode {
+        if let Some(upstream) = &self.upstream {
+            return upstream.status;
+        }
+        match self.kind {
+            ErrorKind::Connect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::UpstreamStatus | ErrorKind::Exhausted => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamEvent | ErrorKind::Overloaded => overloaded_status(),
+            ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NoRoute | ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The Anthropic `error.type` for this error.
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::BadRequest | ErrorKind::NoRoute => "invalid_request_error",
+            ErrorKind::BodyTooLarge => "request_too_large",
+            ErrorKind::Unauthorized => "authentication_error",
+            ErrorKind::NotFound | ErrorKind::MethodNotAllowed => "not_found_error",
+            ErrorKind::Timeout => "timeout_error",
+            ErrorKind::Overloaded | ErrorKind::UpstreamEvent => "overloaded_error",
+            _ => anthropic_type_for_status(self.status()),
+        }
+    }
+}
+
+/// HTTP 529, Anthropic's "overloaded".
+pub(crate) fn overloaded_status() -> StatusCode {
+    StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// SPEC §5: the statuses after which another provider is tried.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        408 | 409 | 429 | 500 | 502 | 503 | 504 | 529
+    )
+}
+
+/// The Anthropic `error.type` that goes with an HTTP status (protocols.md §1.6).
+pub fn anthropic_type_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 | 503 => "overloaded_error",
+        s if s >= 500 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("upstream_status", &self.upstream.as_ref().map(|u| u.status))
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(status: u16) -> Error {
+        Error::upstream_status(UpstreamResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        })
+    }
+
+    #[test]
+    fn retryable_statuses_follow_spec() {
+        for s in [408, 409, 429, 500, 502, 503, 504, 529] {
+            assert!(upstream(s).is_retryable(), "{s} should be retryable");
+        }
+        for s in [400, 401, 403, 404, 413, 422] {
+            assert!(!upstream(s).is_retryable(), "{s} must not be retried");
+        }
+        assert!(Error::new(ErrorKind::Connect, "x").is_retryable());
+        assert!(!Error::new(ErrorKind::BadRequest, "x").is_retryable());
+    }
+
+    #[test]
+    fn upstream_status_is_returned_as_is() {
+        assert_eq!(upstream(529).status().as_u16(), 529);
+        assert_eq!(upstream(529).anthropic_type(), "overloaded_error");
+        assert_eq!(upstream(401).anthropic_type(), "authentication_error");
+    }
+}

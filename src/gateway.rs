@@ -1,0 +1,245 @@
+//! [`Gateway`]: the whole stack built from a [`Config`], as an `axum::Router`.
+
+use crate::config::{Config, ConfigError, ProviderKind};
+use crate::error_response::{ErrorResponseLayer, RequestId, REQUEST_ID_HEADER};
+use crate::ingress::IngressLayer;
+use crate::provider::{self, AnthropicProvider};
+use crate::timeout::TimeoutLayer;
+use crate::usage::{OnUsage, UsageLayer, UsageReport};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use http::HeaderValue;
+use serde_json::json;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceBuilder;
+
+/// Builds a [`Gateway`]; the one place the layer order is fixed.
+///
+/// The order, outermost first, and why each layer sits where it does:
+///
+/// 1. `ErrorResponse` — outermost, so every error below becomes an Anthropic-shaped answer.
+/// 2. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
+///    and a [`RequestMeta`](crate::RequestMeta).
+/// 3. `Usage` — taps the answer of the provider that served.
+/// 4. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
+/// 5. the provider service.
+pub struct GatewayBuilder {
+    config: Config,
+    on_usage: Arc<dyn OnUsage>,
+    http_client: Option<reqwest::Client>,
+}
+
+impl GatewayBuilder {
+    /// A builder for `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            on_usage: Arc::new(log_usage),
+            http_client: None,
+        }
+    }
+
+    /// Receive every attempt's [`UsageReport`] (the default logs it at debug level).
+    pub fn on_usage(mut self, hook: impl OnUsage) -> Self {
+        self.on_usage = Arc::new(hook);
+        self
+    }
+
+    /// Use this HTTP client for upstream requests instead of one built from the config.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Check the configuration, resolve its secrets and build the stack.
+    pub fn build(self) -> Result<Gateway, ConfigError> {
+        let config = self.config;
+        config.validate()?;
+        let client = match self.http_client {
+            Some(client) => client,
+            None => provider::http_client(&config.timeouts).map_err(|e| {
+                ConfigError::at("timeouts", format!("cannot build the HTTP client: {e}"))
+            })?,
+        };
+        let name = config
+            .default_provider()
+            .ok_or_else(|| {
+                ConfigError::at("routing.default_provider", "no provider is configured")
+            })?
+            .to_owned();
+        let provider_config = &config.providers[&name];
+        if provider_config.kind != ProviderKind::Anthropic {
+            return Err(ConfigError::at(
+                &format!("providers.{name}.kind"),
+                "only kind = \"anthropic\" can serve requests in this version",
+            ));
+        }
+        let api_key = provider_config
+            .api_key
+            .as_ref()
+            .map(|key| key.resolve(&format!("providers.{name}.api_key")))
+            .transpose()?;
+        let provider = AnthropicProvider::new(
+            name.as_str(),
+            provider_config.base_url.clone(),
+            api_key,
+            client,
+        );
+
+        let stack = ServiceBuilder::new()
+            .layer(ErrorResponseLayer::new())
+            .layer(IngressLayer::new(config.limits.max_request_bytes))
+            .layer(UsageLayer::new(self.on_usage))
+            .layer(TimeoutLayer::new(
+                Duration::from_millis(config.timeouts.first_byte_ms),
+                Duration::from_millis(config.timeouts.idle_ms),
+            ))
+            .service(provider);
+
+        let state = Arc::new(GatewayState { config });
+        let router = Router::new()
+            .route("/gateway/health", get(health))
+            .with_state(state.clone())
+            .route_service("/v1/messages", stack.clone())
+            .route_service("/v1/messages/count_tokens", stack.clone())
+            .route_service("/v1/models", stack.clone())
+            .route_service("/v1/models/{id}", stack.clone())
+            .fallback_service(stack)
+            .layer(axum::middleware::map_request(assign_request_id))
+            .layer(axum::middleware::map_response(stamp_request_id));
+        Ok(Gateway { router, state })
+    }
+}
+
+fn log_usage(report: UsageReport) {
+    tracing::debug!(
+        request_id = %report.request_id,
+        provider = %report.provider,
+        model = report.model.as_deref().unwrap_or(""),
+        outcome = ?report.outcome,
+        input = ?report.usage.input_tokens,
+        output = ?report.usage.output_tokens,
+        cache_read = ?report.usage.cache_read_input_tokens,
+        cache_write = ?report.usage.cache_creation_input_tokens,
+        "usage"
+    );
+}
+
+/// The gateway: the layered stack behind an `axum::Router` another service can mount.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use llm_gateway::{Config, Gateway};
+/// let gateway = Gateway::new(Config::default())?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8788").await?;
+/// axum::serve(listener, gateway.router()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Gateway {
+    router: Router,
+    state: Arc<GatewayState>,
+}
+
+struct GatewayState {
+    config: Config,
+}
+
+impl Gateway {
+    /// Build the gateway for `config` with default hooks.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        GatewayBuilder::new(config).build()
+    }
+
+    /// A builder, to set hooks or the HTTP client.
+    pub fn builder(config: Config) -> GatewayBuilder {
+        GatewayBuilder::new(config)
+    }
+
+    /// The router serving the HTTP API of SPEC §3.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The configuration the gateway runs with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Serve on `listener` until `shutdown` resolves, then let open requests finish for
+    /// up to `grace`. Returns once the server has stopped.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        grace: Duration,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => return result,
+            () = shutdown => {}
+        }
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: draining open requests"
+        );
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(grace, server).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("grace period over; closing the remaining streams");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn health(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
+    let config = &state.config;
+    let providers: serde_json::Map<String, serde_json::Value> = config
+        .providers
+        .keys()
+        .map(|name| (name.clone(), serde_json::Value::Bool(true)))
+        .collect();
+    Json(json!({
+        "status": "healthy",
+        "providers": providers,
+        "routing": {
+            "default_provider": config.default_provider(),
+            "fallback_chain": config.routing.fallback_chain,
+        },
+        "audit": {
+            "enabled": config.audit.enabled,
+            "log_request_bodies": config.audit.log_request_bodies,
+            "log_response_bodies": config.audit.log_response_bodies,
+        },
+    }))
+}
+
+async fn assign_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    request.extensions_mut().insert(RequestId::generate());
+    request
+}
+
+async fn stamp_request_id(
+    request_id: Option<axum::Extension<RequestId>>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if !response.headers().contains_key(REQUEST_ID_HEADER) {
+        let id = request_id.map_or_else(RequestId::generate, |axum::Extension(id)| id);
+        if let Ok(value) = HeaderValue::from_str(&id.0) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,314 @@
+//! Ingress: reads the request body once under the size cap and learns what it asks for.
+//!
+//! The body is read into one `Bytes` (so a fallback can replay it for free), checked to
+//! be a JSON object with `model` and `messages`, and peeked — not parsed into a tree —
+//! for `model`, `stream` and `agent_type`. The gateway's own `agent_type` field is cut
+//! out; every other byte goes upstream as it came. One [`RequestMeta`] goes into the
+//! request's extensions for the layers below.
+//!
+//! ```
+//! use llm_gateway::ingress::IngressLayer;
+//! let layer = IngressLayer::new(32 * 1024 * 1024);
+//! # let _ = layer;
+//! ```
+
+mod peek;
+
+use crate::error::{Error, ErrorKind};
+use crate::error_response::RequestId;
+use crate::meta::{Endpoint, RequestMeta};
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use http::{header, Method, Request, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::ops::Range;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+use tower::{Layer, Service};
+
+/// Reads and checks request bodies; see the [module docs](self).
+#[derive(Clone, Copy, Debug)]
+pub struct IngressLayer {
+    max_request_bytes: usize,
+}
+
+impl IngressLayer {
+    /// A layer that refuses bodies over `max_request_bytes` with 413.
+    pub fn new(max_request_bytes: usize) -> Self {
+        Self { max_request_bytes }
+    }
+}
+
+impl<S> Layer<S> for IngressLayer {
+    type Service = IngressService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IngressService {
+            inner,
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+}
+
+/// The service made by [`IngressLayer`].
+#[derive(Clone, Debug)]
+pub struct IngressService<S> {
+    inner: S,
+    max_request_bytes: usize,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for IngressService<S>
+where
+    S: Service<Request<Bytes>, Response = Response<ResB>, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqB: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<ResB>;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response<ResB>, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        // Call the service that was made ready, not a fresh clone of it.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let max = self.max_request_bytes;
+        Box::pin(async move {
+            let request = read_request(request, max).await?;
+            inner.call(request).await
+        })
+    }
+}
+
+/// Read the body under the cap, check it and attach the [`RequestMeta`].
+async fn read_request<B>(request: Request<B>, max: usize) -> Result<Request<Bytes>, Error>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let received_at = Instant::now();
+    let received_at_wall = SystemTime::now();
+    let (mut parts, body) = request.into_parts();
+    let endpoint = endpoint_for(&parts.method, parts.uri.path())?;
+    if let Some(length) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if length > max as u64 {
+            return Err(too_large(max));
+        }
+    }
+    let body = match Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(max))
+        }
+        Err(_) => {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "the request body could not be read",
+            ))
+        }
+    };
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(RequestId::generate);
+    let mut meta = RequestMeta {
+        request_id: request_id.0,
+        endpoint,
+        model: None,
+        model_span: None,
+        stream: false,
+        agent_type: None,
+        client: None,
+        received_at,
+        received_at_wall,
+    };
+    let body = if endpoint.has_messages_body() {
+        check_messages_body(body, &mut meta)?
+    } else {
+        body
+    };
+    // The body changed length if `agent_type` was cut; let the client library recompute.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(meta);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn too_large(max: usize) -> Error {
+    Error::new(
+        ErrorKind::BodyTooLarge,
+        format!("request body is larger than the gateway's limit of {max} bytes"),
+    )
+}
+
+/// Which API `path` is, refusing unknown paths and methods.
+pub fn endpoint_for(method: &Method, path: &str) -> Result<Endpoint, Error> {
+    let (endpoint, allowed) = match path {
+        "/v1/messages" => (Endpoint::Messages, Method::POST),
+        "/v1/messages/count_tokens" => (Endpoint::CountTokens, Method::POST),
+        "/v1/models" => (Endpoint::Models, Method::GET),
+        p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => {
+            (Endpoint::Models, Method::GET)
+        }
+        _ => {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no route for {path}"),
+            ))
+        }
+    };
+    if *method != allowed {
+        return Err(Error::new(
+            ErrorKind::MethodNotAllowed,
+            format!("{path} does not accept {method}"),
+        ));
+    }
+    Ok(endpoint)
+}
+
+fn bad_request(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::BadRequest, message)
+}
+
+/// SPEC §7: a Messages body is a JSON object with a string `model` and a `messages` array.
+fn check_messages_body(body: Bytes, meta: &mut RequestMeta) -> Result<Bytes, Error> {
+    let peeked = peek::peek(&body).map_err(|error| match error {
+        peek::PeekError::Malformed(why) => {
+            bad_request(format!("the body is not valid JSON: {why}"))
+        }
+        peek::PeekError::NotObject => bad_request("the body must be a JSON object"),
+    })?;
+    if peeked.model_not_string {
+        return Err(bad_request("model: must be a string"));
+    }
+    let Some((model, mut model_span)) = peeked.model else {
+        return Err(bad_request("model: field required"));
+    };
+    if !peeked.has_messages {
+        return Err(bad_request("messages: field required"));
+    }
+    if !peeked.messages_is_array {
+        return Err(bad_request("messages: must be an array"));
+    }
+    if peeked.stream_invalid {
+        return Err(bad_request("stream: must be a boolean"));
+    }
+    meta.stream = peeked.stream.unwrap_or(false);
+    let body = match peeked.agent_type {
+        Some((agent_type, cut)) => {
+            meta.agent_type = agent_type;
+            model_span = shift_after_cut(model_span, &cut);
+            remove_span(&body, cut)
+        }
+        None => body,
+    };
+    meta.model = Some(model);
+    meta.model_span = Some(model_span);
+    Ok(body)
+}
+
+fn shift_after_cut(span: Range<usize>, cut: &Range<usize>) -> Range<usize> {
+    if span.start >= cut.end {
+        let len = cut.end - cut.start;
+        span.start - len..span.end - len
+    } else {
+        span
+    }
+}
+
+fn remove_span(body: &Bytes, cut: Range<usize>) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() - (cut.end - cut.start));
+    out.extend_from_slice(&body[..cut.start]);
+    out.extend_from_slice(&body[cut.end..]);
+    out.freeze()
+}
+
+/// `body` with the `model` value at `span` replaced by `model` (for routing rewrites).
+pub fn rewrite_model(body: &Bytes, span: Range<usize>, model: &str) -> Bytes {
+    let quoted = serde_json::to_string(model).unwrap_or_else(|_| format!("\"{model}\""));
+    let mut out = BytesMut::with_capacity(body.len() + quoted.len());
+    out.extend_from_slice(&body[..span.start]);
+    out.extend_from_slice(quoted.as_bytes());
+    out.extend_from_slice(&body[span.end..]);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> RequestMeta {
+        RequestMeta {
+            request_id: "t".into(),
+            endpoint: Endpoint::Messages,
+            model: None,
+            model_span: None,
+            stream: false,
+            agent_type: None,
+            client: None,
+            received_at: Instant::now(),
+            received_at_wall: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn agent_type_is_cut_and_model_span_follows() {
+        let body = Bytes::from_static(
+            br#"{"agent_type":"reviewer","model":"claude-x","messages":[],"stream":true}"#,
+        );
+        let mut meta = meta();
+        let out = check_messages_body(body, &mut meta).unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"model":"claude-x","messages":[],"stream":true}"#
+        );
+        assert_eq!(meta.agent_type.as_deref(), Some("reviewer"));
+        assert!(meta.stream);
+        let span = meta.model_span.unwrap();
+        assert_eq!(&out[span.clone()], br#""claude-x""#);
+        let rewritten = rewrite_model(&out, span, "deepseek-flash");
+        assert_eq!(
+            &rewritten[..],
+            br#"{"model":"deepseek-flash","messages":[],"stream":true}"#
+        );
+    }
+
+    #[test]
+    fn bodies_without_agent_type_are_untouched() {
+        let raw: &[u8] = br#"{"model" : "m", "messages":[{"role":"system","content":"x"}], "output_config":{"effort":"high"}, "unknown": [1,2]}"#;
+        let mut meta = meta();
+        let out = check_messages_body(Bytes::copy_from_slice(raw), &mut meta).unwrap();
+        assert_eq!(&out[..], raw);
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        for (body, needle) in [
+            (&br#"{"messages":[]}"#[..], "model"),
+            (br#"{"model":"m"}"#, "messages"),
+            (br#"{"model":3,"messages":[]}"#, "model"),
+            (br#"{"model":"m","messages":{}}"#, "messages"),
+            (br#"{"model":"m","messages":[],"stream":"yes"}"#, "stream"),
+            (br#"[1]"#, "object"),
+            (br#"{"model":"m","#, "JSON"),
+        ] {
+            let err = check_messages_body(Bytes::copy_from_slice(body), &mut meta()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest);
+            assert!(
+                err.message().contains(needle),
+                "{}: {}",
+                needle,
+                err.message()
+            );
+        }
+    }
+}

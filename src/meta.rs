@@ -1,0 +1,65 @@
+//! What the gateway knows about a request, set once by ingress.
+
+use std::ops::Range;
+use std::time::{Instant, SystemTime};
+
+/// Which API a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `POST /v1/messages`.
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// `GET /v1/models` (and `/v1/models/{id}`).
+    Models,
+}
+
+impl Endpoint {
+    /// Whether the body is a Messages-shaped request that must carry `model` and `messages`.
+    pub fn has_messages_body(self) -> bool {
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
+    }
+}
+
+/// The facts about one request that every layer reads.
+///
+/// Inserted into the request's extensions by [`Ingress`](crate::ingress::IngressLayer);
+/// the forwarded body is the request's `Bytes` (with `agent_type` already removed).
+#[derive(Clone, Debug)]
+pub struct RequestMeta {
+    /// The gateway's id for this request (`x-gateway-request-id`).
+    pub request_id: String,
+    /// Which API the request is for.
+    pub endpoint: Endpoint,
+    /// The `model` the client asked for (absent for `GET /v1/models`).
+    pub model: Option<String>,
+    /// Byte range of the `model` value (a JSON string, quotes included) in the forwarded
+    /// body, so a provider can rewrite it without re-serializing the body.
+    pub model_span: Option<Range<usize>>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The gateway's own `agent_type` field, removed from the forwarded body.
+    pub agent_type: Option<String>,
+    /// The name of the client key that authenticated the request, when auth is on.
+    pub client: Option<String>,
+    /// When the gateway received the request (monotonic).
+    pub received_at: Instant,
+    /// When the gateway received the request (wall clock).
+    pub received_at_wall: SystemTime,
+}
+
+/// The provider (and model) that answered, set by the provider service on its response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedBy {
+    /// The provider's configured name.
+    pub provider: std::sync::Arc<str>,
+    /// The model the upstream was asked for.
+    pub model: Option<String>,
+}
+
+/// The model to ask the upstream for, when routing chose another than the client's.
+///
+/// Inserted by routing; read by the provider, which rewrites the body's `model` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetModel(pub String);

@@ -1,0 +1,26 @@
+//! Provider services: the leaves of the stack, one upstream each.
+//!
+//! A provider turns a checked `Request<Bytes>` into an upstream HTTP request and exposes
+//! the upstream's answer as a streaming [`Body`](crate::Body). Success answers come back
+//! as `Ok(Response)` carrying a [`ServedBy`](crate::ServedBy) extension; non-success
+//! statuses come back as an [`Error`](crate::Error) holding the upstream's own answer, so
+//! a fallback can decide on it and the edge can return it as it came.
+
+mod anthropic;
+mod headers;
+
+pub use anthropic::AnthropicProvider;
+pub use headers::{is_hop_by_hop, PROVIDER_HEADER};
+
+use crate::config::TimeoutsConfig;
+use std::time::Duration;
+
+/// The HTTP client providers share: no decompression (the gateway asks for identity and
+/// must see plain SSE), no total timeout (streams are long; the Timeout layer rules).
+pub fn http_client(timeouts: &TimeoutsConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(timeouts.connect_ms))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+}

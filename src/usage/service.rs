@@ -1,0 +1,122 @@
+use super::body::Tap;
+use super::{OnUsage, UsageBody, UsageTracker};
+use crate::meta::{Endpoint, RequestMeta, ServedBy};
+use http::{header, Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+use tower::Service;
+
+/// The service made by [`UsageLayer`](super::UsageLayer).
+#[derive(Debug)]
+pub struct UsageService<S, H> {
+    inner: S,
+    hook: Arc<H>,
+}
+
+impl<S, H> UsageService<S, H> {
+    pub(crate) fn new(inner: S, hook: Arc<H>) -> Self {
+        Self { inner, hook }
+    }
+}
+
+impl<S: Clone, H> Clone for UsageService<S, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+/// What the future knows before the response arrives.
+struct Pending<H> {
+    hook: Arc<H>,
+    request_id: String,
+    stream: bool,
+    received_at: Instant,
+}
+
+impl<S, H, ReqB, ResB> Service<Request<ReqB>> for UsageService<S, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    H: OnUsage,
+{
+    type Response = Response<UsageBody<ResB, H>>;
+    type Error = S::Error;
+    type Future = UsageFuture<S::Future, H>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        // Only Messages answers carry usage; count_tokens and models pass untouched.
+        let pending = request
+            .extensions()
+            .get::<RequestMeta>()
+            .filter(|meta| meta.endpoint == Endpoint::Messages)
+            .map(|meta| Pending {
+                hook: self.hook.clone(),
+                request_id: meta.request_id.clone(),
+                stream: meta.stream,
+                received_at: meta.received_at,
+            });
+        UsageFuture {
+            inner: self.inner.call(request),
+            pending,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`UsageService`].
+    pub struct UsageFuture<F, H> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending<H>>,
+    }
+}
+
+impl<F, H, ResB, E> Future for UsageFuture<F, H>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    H: OnUsage,
+{
+    type Output = Result<Response<UsageBody<ResB, H>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let tap = this.pending.take().and_then(|pending| {
+            let tracker = tracker_for(&response)?;
+            let served = response.extensions().get::<ServedBy>();
+            Some(Tap {
+                tracker,
+                hook: pending.hook,
+                request_id: pending.request_id,
+                provider: served.map_or_else(|| Arc::from("unknown"), |s| s.provider.clone()),
+                model: served.and_then(|s| s.model.clone()),
+                stream: pending.stream,
+                received_at: pending.received_at,
+                reported: false,
+            })
+        });
+        Poll::Ready(Ok(response.map(|body| UsageBody::new(body, tap))))
+    }
+}
+
+/// The tracker for a response's content type, or none when it carries no usage.
+fn tracker_for<B>(response: &Response<B>) -> Option<UsageTracker> {
+    let content_type = response.headers().get(header::CONTENT_TYPE)?.as_bytes();
+    if content_type.starts_with(b"text/event-stream") {
+        Some(UsageTracker::sse())
+    } else if content_type.starts_with(b"application/json") {
+        Some(UsageTracker::json())
+    } else {
+        None
+    }
+}
