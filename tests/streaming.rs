@@ -1,0 +1,335 @@
+//! Streaming through the real gateway: no buffering, disconnects, faults mid-stream.
+
+mod common;
+
+use common::*;
+use llm_gateway::usage::Outcome;
+use mock::split_events;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+#[tokio::test]
+async fn events_arrive_one_by_one_no_buffering() {
+    let upstream = MockUpstream::start().await;
+    let events = split_events(&fixture("text_basic.sse"));
+    // The mock sends event 2 only after the test has seen event 1 through the gateway:
+    // a gateway that buffered anything would deadlock here.
+    let (go_tx, go_rx) = oneshot::channel();
+    let mut steps = vec![
+        Step::Send(events[0].clone().into_bytes()),
+        Step::Wait(go_rx),
+    ];
+    steps.extend(
+        events[1..]
+            .iter()
+            .map(|e| Step::Send(e.clone().into_bytes())),
+    );
+    upstream.push(Reply::sse(steps));
+    let gateway = start_gateway(config_for(&upstream)).await;
+
+    let mut response = client()
+        .post(gateway.url("/v1/messages"))
+        .header("content-type", "application/json")
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert_eq!(response.headers()["x-gateway-provider"], "anthropic");
+    assert!(response.headers()["x-gateway-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("gw_"));
+
+    let mut seen = String::new();
+    read_events(&mut response, &mut seen, 1).await;
+    assert_eq!(seen, events[0], "event 1 alone, before event 2 exists");
+    go_tx.send(()).unwrap();
+    while let Some(chunk) = tokio::time::timeout(HANG_GUARD, response.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(seen, fixture("text_basic.sse"), "byte for byte");
+
+    let reports = gateway.wait_reports(1).await;
+    let report = &reports[0];
+    assert_eq!(report.outcome, Outcome::Complete);
+    assert_eq!(report.usage.input_tokens, Some(11));
+    assert_eq!(report.usage.output_tokens, Some(6));
+    assert!(report.stream);
+    assert!(report.ttft.is_some());
+    assert_eq!(&*report.provider, "anthropic");
+}
+
+#[tokio::test]
+async fn client_hanging_up_closes_the_upstream_connection() {
+    let upstream = MockUpstream::start().await;
+    let events = split_events(&fixture("text_basic.sse"));
+    upstream.push(Reply::sse(vec![
+        Step::Send(events[0].clone().into_bytes()),
+        Step::Send(events[1].clone().into_bytes()),
+        Step::Hang,
+    ]));
+    let closed = upstream.on_close();
+    let gateway = start_gateway(config_for(&upstream)).await;
+
+    let mut response = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_events(&mut response, &mut seen, 2).await;
+    drop(response);
+
+    tokio::time::timeout(HANG_GUARD, closed)
+        .await
+        .expect("the upstream sees its connection closed")
+        .unwrap();
+    let reports = gateway.wait_reports(1).await;
+    assert_eq!(reports[0].outcome, Outcome::ClientDisconnected);
+    assert_eq!(reports[0].usage.input_tokens, Some(11), "usage seen so far");
+}
+
+#[tokio::test]
+async fn upstream_cut_mid_stream_ends_with_an_error_event() {
+    let upstream = MockUpstream::start().await;
+    let mut steps: Vec<Step> = split_events(&fixture("cut_before_delta.sse"))
+        .into_iter()
+        .map(|e| Step::Send(e.into_bytes()))
+        .collect();
+    steps.push(Step::Close);
+    upstream.push(Reply::sse(steps));
+    let gateway = start_gateway(config_for(&upstream)).await;
+
+    let text = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .expect("the client gets a well-formed end, not a broken connection");
+    assert!(text.starts_with(&fixture("cut_before_delta.sse")), "{text}");
+    let last = split_events(&text).pop().unwrap();
+    assert!(
+        last.starts_with("event: error\ndata: {\"type\":\"error\""),
+        "{last}"
+    );
+    let data: serde_json::Value = serde_json::from_str(
+        last.trim_end()
+            .strip_prefix("event: error\ndata: ")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["error"]["type"], "api_error");
+
+    let reports = gateway.wait_reports(1).await;
+    assert_eq!(reports[0].outcome, Outcome::Incomplete);
+    assert_eq!(reports[0].usage.input_tokens, Some(900));
+    assert_eq!(reports[0].usage.cache_read_input_tokens, Some(100));
+}
+
+#[tokio::test]
+async fn in_band_error_event_passes_and_is_reported() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::sse_events(&fixture("error_midstream.sse")));
+    let gateway = start_gateway(config_for(&upstream)).await;
+    let text = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, fixture("error_midstream.sse"));
+    let reports = gateway.wait_reports(1).await;
+    assert_eq!(reports[0].outcome, Outcome::Error);
+}
+
+#[tokio::test]
+async fn silent_upstream_hits_the_first_byte_timeout() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::Silent);
+    let closed = upstream.on_close();
+    let mut config = config_for(&upstream);
+    config.timeouts.first_byte_ms = 200;
+    let gateway = start_gateway(config).await;
+    let response = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "timeout_error");
+    tokio::time::timeout(HANG_GUARD, closed)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn headers_then_silence_hits_the_first_byte_timeout_too() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::sse(vec![Step::Hang]));
+    let mut config = config_for(&upstream);
+    config.timeouts.first_byte_ms = 200;
+    let gateway = start_gateway(config).await;
+    let text = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with("event: error\n"), "{text}");
+    assert!(text.contains("timeout_error"), "{text}");
+}
+
+#[tokio::test]
+async fn a_stream_gone_silent_hits_the_idle_timeout() {
+    let upstream = MockUpstream::start().await;
+    let events = split_events(&fixture("text_basic.sse"));
+    upstream.push(Reply::sse(vec![
+        Step::Send(events[0].clone().into_bytes()),
+        Step::Hang,
+    ]));
+    let closed = upstream.on_close();
+    let mut config = config_for(&upstream);
+    config.timeouts.idle_ms = 200;
+    let gateway = start_gateway(config).await;
+    let text = tokio::time::timeout(HANG_GUARD, async {
+        client()
+            .post(gateway.url("/v1/messages"))
+            .body(messages_body(true))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(text.starts_with(&events[0]));
+    assert!(
+        text.ends_with("\n\n") && text.contains("event: error\ndata: "),
+        "{text}"
+    );
+    assert!(text.contains("timeout_error"));
+    tokio::time::timeout(HANG_GUARD, closed)
+        .await
+        .unwrap()
+        .unwrap();
+    let reports = gateway.wait_reports(1).await;
+    assert_eq!(reports[0].outcome, Outcome::Incomplete);
+}
+
+#[tokio::test]
+async fn malformed_sse_never_panics_and_the_gateway_keeps_serving() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::sse(vec![
+        Step::Send(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\"\n\n".to_vec()),
+        Step::Send(b"\xff\xfe garbage \x00 line\n\n".to_vec()),
+        Step::Send(b"event: message_delta\ndata: [1,2\n\n".to_vec()),
+    ]));
+    upstream.push(Reply::json(200, "{\"truncated\": ").with_header("x-extra", "1"));
+    upstream.push(Reply::json(200, "not json at all"));
+    upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
+    let gateway = start_gateway(config_for(&upstream)).await;
+
+    let response = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    assert!(
+        bytes.ends_with(b"event: message_delta\ndata: [1,2\n\n"),
+        "passed through as it came"
+    );
+
+    for _ in 0..2 {
+        let response = client()
+            .post(gateway.url("/v1/messages"))
+            .body(messages_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let _ = response.bytes().await.unwrap();
+    }
+    let reports = gateway.wait_reports(3).await;
+    assert_eq!(
+        reports[0].parse_failures, 2,
+        "both bad usage events counted"
+    );
+    assert_eq!(reports[0].usage.input_tokens, None, "never silently zero");
+    assert_eq!(reports[1].parse_failures, 1);
+    assert_eq!(reports[2].parse_failures, 1);
+
+    let text = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, fixture("text_basic.sse"), "still serving");
+}
+
+#[tokio::test]
+async fn many_concurrent_streams_each_get_their_own_answer() {
+    let upstream = MockUpstream::start().await;
+    for _ in 0..50 {
+        upstream.push(Reply::sse_events(&fixture("tool_use.sse")));
+    }
+    let gateway = start_gateway(config_for(&upstream)).await;
+    let client = client();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let client = client.clone();
+        let url = gateway.url("/v1/messages");
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .body(messages_body(true))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), fixture("tool_use.sse"));
+    }
+    let reports = gateway.wait_reports(50).await;
+    assert!(reports
+        .iter()
+        .all(|r| r.usage.output_tokens == Some(89) && r.outcome == Outcome::Complete));
+    let _ = Duration::ZERO;
+}
