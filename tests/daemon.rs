@@ -1,0 +1,223 @@
+//! The example daemon as a real process: start-up, config errors, SIGTERM drain.
+
+mod common;
+
+use common::*;
+use mock::split_events;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use tokio::sync::oneshot;
+
+/// Build (if needed) and locate the example binary next to this test's target dir.
+fn gateway_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap().to_path_buf();
+    let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["build", "--quiet", "--example", "gateway", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the example builds");
+    profile_dir.join("examples").join("gateway")
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Daemon {
+    let mut child = Command::new(gateway_binary())
+        .args(args)
+        .env_remove("LLM_GATEWAY_CONFIG")
+        .env_remove("ANTHROPIC_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Daemon { child, url }
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon did not exit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn runs_with_no_config_and_answers_health() {
+    let daemon = spawn(&["--listen", "127.0.0.1:0"]);
+    assert!(daemon.url.starts_with("http://127.0.0.1:"));
+    let body: serde_json::Value = serde_json::from_slice(
+        &client()
+            .get(format!("{}/gateway/health", daemon.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["routing"]["default_provider"], "anthropic");
+}
+
+#[tokio::test]
+async fn sigterm_drains_open_streams_then_exits_zero() {
+    let upstream = MockUpstream::start().await;
+    let events = split_events(&fixture("text_basic.sse"));
+    let (go_tx, go_rx) = oneshot::channel();
+    let mut steps = vec![
+        Step::Send(events[0].clone().into_bytes()),
+        Step::Wait(go_rx),
+    ];
+    steps.extend(
+        events[1..]
+            .iter()
+            .map(|e| Step::Send(e.clone().into_bytes())),
+    );
+    upstream.push(Reply::sse(steps));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        ),
+    );
+    let mut daemon = spawn(&["--config", &config, "--listen", "127.0.0.1:0"]);
+    let mut response = client()
+        .post(format!("{}/v1/messages", daemon.url))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_events(&mut response, &mut seen, 1).await;
+
+    sigterm(&daemon.child);
+    // The daemon stops accepting: wait until a new connection is refused.
+    let address = daemon.url.trim_start_matches("http://").to_owned();
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    while tokio::net::TcpStream::connect(&address).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "still draining the open stream"
+    );
+
+    go_tx.send(()).unwrap();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(
+        seen,
+        fixture("text_basic.sse"),
+        "the open stream finished whole"
+    );
+    let status = wait_exit(&mut daemon.child).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_stream_outliving_the_grace_period_does_not_block_exit() {
+    let upstream = MockUpstream::start().await;
+    let events = split_events(&fixture("text_basic.sse"));
+    upstream.push(Reply::sse(vec![
+        Step::Send(events[0].clone().into_bytes()),
+        Step::Hang,
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "[timeouts]\nshutdown_grace_ms = 200\n[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        ),
+    );
+    let mut daemon = spawn(&["--config", &config, "--listen", "127.0.0.1:0"]);
+    let mut response = client()
+        .post(format!("{}/v1/messages", daemon.url))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_events(&mut response, &mut seen, 1).await;
+    sigterm(&daemon.child);
+    let status = wait_exit(&mut daemon.child).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn config_errors_stop_start_up_and_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        ("[timeouts]\nfirst_bite_ms = 5\n", "first_bite_ms"),
+        ("[routing]\nfallback_chain = [\"ghost\"]\n", "routing.fallback_chain"),
+        (
+            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"https://x.test\"\napi_key = \"env:LLM_GATEWAY_SURELY_UNSET_VAR\"\n",
+            "providers.anthropic.api_key",
+        ),
+    ] {
+        let config = write_config(&dir, text);
+        let mut child = Command::new(gateway_binary())
+            .args(["--config", &config, "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "{needle} not in {stderr}");
+    }
+}
