@@ -208,22 +208,17 @@ impl Scanner<'_> {
             return Err(self.error("expected a string"));
         }
         self.pos += 1;
-        loop {
-            match memchr2(b'"', b'\\', &self.bytes[self.pos..]) {
-                Some(offset) => {
-                    self.pos += offset;
-                    if self.bytes[self.pos] == b'"' {
-                        self.pos += 1;
-                        return Ok(start..self.pos);
-                    }
-                    // A backslash escapes the next byte, whatever it is.
-                    if self.pos + 1 >= self.bytes.len() {
-                        break;
-                    }
-                    self.pos += 2;
-                }
-                None => break,
+        while let Some(offset) = memchr2(b'"', b'\\', &self.bytes[self.pos..]) {
+            self.pos += offset;
+            if self.bytes[self.pos] == b'"' {
+                self.pos += 1;
+                return Ok(start..self.pos);
             }
+            // A backslash escapes the next byte, whatever it is.
+            if self.pos + 1 >= self.bytes.len() {
+                break;
+            }
+            self.pos += 2;
         }
         self.pos = self.bytes.len();
         Err(self.error("unterminated string"))

@@ -204,10 +204,8 @@ struct EventState<'a> {
 impl EventState<'_> {
     fn on_event(&mut self, event: SseEvent<'_>) {
         match event.event {
-            b"content_block_delta" => {
-                if self.first_content_at.is_none() {
-                    *self.first_content_at = Some(Instant::now());
-                }
+            b"content_block_delta" if self.first_content_at.is_none() => {
+                *self.first_content_at = Some(Instant::now());
             }
             b"message_start" => match serde_json::from_slice::<MessageStart>(event.data) {
                 Ok(start) => {
