@@ -30,18 +30,27 @@ fn stream_events() -> Vec<Bytes> {
         events.push(Bytes::from_static(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Some streamed words of an answer \"}}\n\n"));
     }
     events.push(Bytes::from_static(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":320}}\n\n"));
-    events.push(Bytes::from_static(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+    events.push(Bytes::from_static(
+        b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    ));
     events
 }
 
-fn in_memory_body(events: &[Bytes]) -> StreamBody<impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, Error>>> {
-    let frames: Vec<_> = events.iter().cloned().map(|b| Ok(http_body::Frame::data(b))).collect();
+fn in_memory_body(
+    events: &[Bytes],
+) -> StreamBody<impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, Error>>> {
+    let frames: Vec<_> = events
+        .iter()
+        .cloned()
+        .map(|b| Ok(http_body::Frame::data(b)))
+        .collect();
     StreamBody::new(futures_util::stream::iter(frames))
 }
 
 /// A synthetic Claude Code request: 24 tools, long system blocks with cache_control, ~100 KB.
 fn claude_code_body(stream: bool) -> String {
-    let long = "You are an interactive CLI tool that helps users with software engineering tasks. ".repeat(20);
+    let long = "You are an interactive CLI tool that helps users with software engineering tasks. "
+        .repeat(20);
     let tools: Vec<serde_json::Value> = (0..24)
         .map(|i| {
             serde_json::json!({
@@ -75,7 +84,10 @@ fn claude_code_body(stream: bool) -> String {
 fn frames(c: &mut Criterion) {
     let events = stream_events();
     let bytes: usize = events.iter().map(Bytes::len).sum();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("frames");
     group.throughput(Throughput::Elements(EVENTS as u64));
 
@@ -95,8 +107,13 @@ fn frames(c: &mut Criterion) {
         let body = Body::new(in_memory_body(&events_for_stack));
         async move {
             let mut response = Response::new(body);
-            response.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
-            response.extensions_mut().insert(ServedBy { provider: "bench".into(), model: None });
+            response
+                .headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            response.extensions_mut().insert(ServedBy {
+                provider: "bench".into(),
+                model: None,
+            });
             Ok::<_, Error>(response)
         }
     });
@@ -106,7 +123,10 @@ fn frames(c: &mut Criterion) {
         .layer(UsageLayer::new(|r: UsageReport| {
             std::hint::black_box(r);
         }))
-        .layer(TimeoutLayer::new(Duration::from_secs(120), Duration::from_secs(300)))
+        .layer(TimeoutLayer::new(
+            Duration::from_secs(120),
+            Duration::from_secs(300),
+        ))
         .service(provider);
     let small_request = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     group.bench_function("full_stack", |b| {
@@ -118,7 +138,9 @@ fn frames(c: &mut Criterion) {
                 (stack.clone(), request)
             },
             |(mut stack, request): (_, Request<Full<Bytes>>)| async move {
-                let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut stack).await.unwrap();
+                let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut stack)
+                    .await
+                    .unwrap();
                 let response = ready.call(request).await.unwrap();
                 let collected = response.into_body().collect().await.unwrap().to_bytes();
                 assert_eq!(collected.len(), bytes);
@@ -131,7 +153,10 @@ fn frames(c: &mut Criterion) {
 
 fn ingress(c: &mut Criterion) {
     let body = Bytes::from(claude_code_body(true));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("ingress");
     group.throughput(Throughput::Bytes(body.len() as u64));
     let inner = tower::service_fn(|req: Request<Bytes>| async move {
@@ -142,22 +167,36 @@ fn ingress(c: &mut Criterion) {
     use tower::Layer;
     group.bench_function(format!("peek_{}kb", body.len() / 1024), |b| {
         b.to_async(&runtime).iter_batched(
-            || (service.clone(), Request::post("/v1/messages").body(Full::new(body.clone())).unwrap()),
+            || {
+                (
+                    service.clone(),
+                    Request::post("/v1/messages")
+                        .body(Full::new(body.clone()))
+                        .unwrap(),
+                )
+            },
             |(mut service, request): (_, Request<Full<Bytes>>)| async move {
-                let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut service).await.unwrap();
+                let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut service)
+                    .await
+                    .unwrap();
                 ready.call(request).await.unwrap();
             },
             BatchSize::SmallInput,
         )
     });
-    group.bench_function(format!("serde_value_{}kb_reference", body.len() / 1024), |b| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(&body).unwrap())
-    });
+    group.bench_function(
+        format!("serde_value_{}kb_reference", body.len() / 1024),
+        |b| b.iter(|| serde_json::from_slice::<serde_json::Value>(&body).unwrap()),
+    );
     group.finish();
 }
 
 fn first_event(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let events = stream_events();
     let (mock_url, gateway_url) = runtime.block_on(async move {
         let mock = axum::Router::new().route(
@@ -191,7 +230,10 @@ fn first_event(c: &mut Criterion) {
         let url = format!("{base}/v1/messages");
         group.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| {
-                let request = client.post(&url).header("content-type", "application/json").body(body.clone());
+                let request = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
                 async move {
                     let mut response = request.send().await.unwrap();
                     let first = response.chunk().await.unwrap().unwrap();
