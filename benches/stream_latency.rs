@@ -201,7 +201,9 @@ fn first_event(c: &mut Criterion) {
     let (mock_url, gateway_url) = runtime.block_on(async move {
         let mock = axum::Router::new().route(
             "/v1/messages",
-            post(move || {
+            post(move |request: Bytes| {
+                // Read the request like a real upstream, so the connection can be reused.
+                std::hint::black_box(request);
                 let body = Body::new(in_memory_body(&events));
                 async move {
                     Response::builder()

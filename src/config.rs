@@ -50,9 +50,9 @@ pub struct Config {
     /// The audit trail.
     #[serde(default)]
     pub audit: AuditConfig,
-    /// Per-model price overrides, USD per million tokens.
+    /// Per-model price overrides, USD per million tokens (exact decimals).
     #[serde(default)]
-    pub pricing: BTreeMap<String, PriceOverride>,
+    pub pricing: BTreeMap<String, crate::pricing::ModelPrice>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -238,25 +238,6 @@ impl Default for AuditConfig {
             retention_days: None,
         }
     }
-}
-
-/// `[pricing."MODEL"]`: USD per million tokens.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriceOverride {
-    /// Uncached input.
-    pub input: f64,
-    /// Output.
-    pub output: f64,
-    /// 5-minute cache writes.
-    #[serde(default)]
-    pub cache_write_5m: Option<f64>,
-    /// 1-hour cache writes.
-    #[serde(default)]
-    pub cache_write_1h: Option<f64>,
-    /// Cache reads.
-    #[serde(default)]
-    pub cache_read: Option<f64>,
 }
 
 /// Where a secret comes from: `env:NAME`, `credential:NAME`, or the literal value.
@@ -537,6 +518,24 @@ cache_read = 0.30
         assert_eq!(
             config.admin_token,
             Some(SecretRef::Env("GATEWAY_ADMIN_TOKEN".into()))
+        );
+    }
+
+    #[test]
+    fn pricing_overrides_are_exact_and_strict() {
+        let config = Config::from_toml_str(SPEC_EXAMPLE).unwrap();
+        let price = &config.pricing["claude-sonnet-4-5-20250929"];
+        assert_eq!(price.cache_read.unwrap().micros_per_mtok(), 300_000);
+        assert_eq!(price.cache_write_5m.unwrap().micros_per_mtok(), 3_750_000);
+        let err =
+            Config::from_toml_str("[pricing.m]\ninput = 1.0\noutput = 2.0\ncache_reed = 0.1\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("cache_reed"), "{err}");
+        let err = Config::from_toml_str("[pricing.m]\ninput = -1.0\noutput = 2.0\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("line 2") && text.contains("negative"),
+            "{text}"
         );
     }
 

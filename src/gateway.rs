@@ -1,8 +1,11 @@
 //! [`Gateway`]: the whole stack built from a [`Config`], as an `axum::Router`.
 
 use crate::config::{Config, ConfigError, ProviderKind};
+use crate::cost::{CostLayer, OnCost};
 use crate::error_response::{ErrorResponseLayer, RequestId, REQUEST_ID_HEADER};
 use crate::ingress::IngressLayer;
+use crate::metrics::{GatewayMetrics, MetricsLayer};
+use crate::pricing::PriceTable;
 use crate::provider::{self, AnthropicProvider};
 use crate::timeout::TimeoutLayer;
 use crate::usage::{OnUsage, UsageLayer, UsageReport};
@@ -21,15 +24,19 @@ use tower::ServiceBuilder;
 ///
 /// The order, outermost first, and why each layer sits where it does:
 ///
-/// 1. `ErrorResponse` — outermost, so every error below becomes an Anthropic-shaped answer.
-/// 2. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
+/// 1. `Metrics` — outermost, so it sees the final status of every request, errors
+///    included, and records each request once when its body ends or is dropped.
+/// 2. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
+/// 3. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
 ///    and a [`RequestMeta`](crate::RequestMeta).
-/// 3. `Usage` — taps the answer of the provider that served.
-/// 4. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
-/// 5. the provider service.
+/// 4. `Cost` — prices each attempt's usage report with the price table.
+/// 5. `Usage` — taps the answer of the provider that served.
+/// 6. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
+/// 7. the provider service.
 pub struct GatewayBuilder {
     config: Config,
     on_usage: Arc<dyn OnUsage>,
+    on_cost: Arc<dyn OnCost>,
     http_client: Option<reqwest::Client>,
 }
 
@@ -38,12 +45,20 @@ impl GatewayBuilder {
     pub fn new(config: Config) -> Self {
         Self {
             config,
-            on_usage: Arc::new(log_usage),
+            on_usage: Arc::new(()),
+            on_cost: Arc::new(log_cost),
             http_client: None,
         }
     }
 
-    /// Receive every attempt's [`UsageReport`] (the default logs it at debug level).
+    /// Receive every priced attempt's [`CostReport`](crate::cost::CostReport) (the default
+    /// logs it at debug level).
+    pub fn on_cost(mut self, hook: impl OnCost) -> Self {
+        self.on_cost = Arc::new(hook);
+        self
+    }
+
+    /// Receive every attempt's [`UsageReport`] as the tap delivers it, before pricing.
     pub fn on_usage(mut self, hook: impl OnUsage) -> Self {
         self.on_usage = Arc::new(hook);
         self
@@ -90,9 +105,17 @@ impl GatewayBuilder {
             client,
         );
 
+        let mut prices = PriceTable::builtin();
+        for (model, price) in &config.pricing {
+            prices.insert(model, *price);
+        }
+        let metrics = GatewayMetrics::new();
+
         let stack = ServiceBuilder::new()
+            .layer(MetricsLayer::new(metrics.clone()))
             .layer(ErrorResponseLayer::new())
             .layer(IngressLayer::new(config.limits.max_request_bytes))
+            .layer(CostLayer::new(prices, self.on_cost))
             .layer(UsageLayer::new(self.on_usage))
             .layer(TimeoutLayer::new(
                 Duration::from_millis(config.timeouts.first_byte_ms),
@@ -100,9 +123,11 @@ impl GatewayBuilder {
             ))
             .service(provider);
 
-        let state = Arc::new(GatewayState { config });
+        let state = Arc::new(GatewayState { config, metrics });
         let router = Router::new()
             .route("/gateway/health", get(health))
+            .route("/gateway/metrics", get(metrics_summary))
+            .route("/metrics", get(prometheus))
             .with_state(state.clone())
             .route_service("/v1/messages", stack.clone())
             .route_service("/v1/messages/count_tokens", stack.clone())
@@ -115,16 +140,18 @@ impl GatewayBuilder {
     }
 }
 
-fn log_usage(report: UsageReport) {
+fn log_cost(report: crate::cost::CostReport) {
+    let usage: &UsageReport = &report.usage;
     tracing::debug!(
-        request_id = %report.request_id,
-        provider = %report.provider,
-        model = report.model.as_deref().unwrap_or(""),
-        outcome = ?report.outcome,
-        input = ?report.usage.input_tokens,
-        output = ?report.usage.output_tokens,
-        cache_read = ?report.usage.cache_read_input_tokens,
-        cache_write = ?report.usage.cache_creation_input_tokens,
+        request_id = %usage.request_id,
+        provider = %usage.provider,
+        model = usage.model.as_deref().unwrap_or(""),
+        outcome = ?usage.outcome,
+        input = ?usage.usage.input_tokens,
+        output = ?usage.usage.output_tokens,
+        cache_read = ?usage.usage.cache_read_input_tokens,
+        cache_write = ?usage.usage.cache_creation_input_tokens,
+        cost_usd = %report.cost.map_or_else(|| "unpriced".to_owned(), |c| c.to_string()),
         "usage"
     );
 }
@@ -147,6 +174,7 @@ pub struct Gateway {
 
 struct GatewayState {
     config: Config,
+    metrics: GatewayMetrics,
 }
 
 impl Gateway {
@@ -163,6 +191,11 @@ impl Gateway {
     /// The router serving the HTTP API of SPEC §3.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The gateway's metrics (what `/gateway/metrics` and `/metrics` show).
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.state.metrics
     }
 
     /// The configuration the gateway runs with.
@@ -224,6 +257,20 @@ async fn health(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
             "log_response_bodies": config.audit.log_response_bodies,
         },
     }))
+}
+
+async fn metrics_summary(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
+    Json(state.metrics.summary_json())
+}
+
+async fn prometheus(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render_prometheus(),
+    )
 }
 
 async fn assign_request_id(mut request: axum::extract::Request) -> axum::extract::Request {

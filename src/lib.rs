@@ -47,11 +47,14 @@
 
 pub mod body;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod error_response;
 mod gateway;
 pub mod ingress;
 pub mod meta;
+pub mod metrics;
+pub mod pricing;
 pub mod provider;
 pub mod sse;
 pub mod timeout;
@@ -61,4 +64,4 @@ pub use body::Body;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
-pub use meta::{Endpoint, RequestMeta, ServedBy, TargetModel};
+pub use meta::{Endpoint, RequestClock, RequestMeta, ServedBy, TargetModel};

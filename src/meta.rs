@@ -63,3 +63,60 @@ pub struct ServedBy {
 /// Inserted by routing; read by the provider, which rewrites the body's `model` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetModel(pub String);
+
+/// Timestamps that measure what the gateway itself adds to a request.
+///
+/// Inserted (as `Arc<RequestClock>`) by the metrics layer; the provider marks when the
+/// upstream request is sent and when each upstream chunk arrives; the metrics body
+/// measures how long each chunk took to reach the client.
+#[derive(Debug)]
+pub struct RequestClock {
+    start: Instant,
+    sent_ns: std::sync::atomic::AtomicU64,
+    chunk_ns: std::sync::atomic::AtomicU64,
+}
+
+impl RequestClock {
+    /// A clock started now.
+    pub fn start() -> Self {
+        Self {
+            start: Instant::now(),
+            sent_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
+            chunk_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The upstream request is about to be sent.
+    pub fn mark_sent(&self) {
+        self.sent_ns
+            .store(self.now_ns(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An upstream chunk has just arrived.
+    pub fn mark_chunk(&self) {
+        self.chunk_ns
+            .store(self.now_ns(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time from the clock's start to the upstream request being sent, if it was.
+    pub fn time_to_send(&self) -> Option<std::time::Duration> {
+        match self.sent_ns.load(std::sync::atomic::Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(std::time::Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Time since the last upstream chunk arrived, if one did.
+    pub fn since_last_chunk(&self) -> Option<std::time::Duration> {
+        match self.chunk_ns.load(std::sync::atomic::Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(std::time::Duration::from_nanos(
+                self.now_ns().saturating_sub(ns),
+            )),
+        }
+    }
+}

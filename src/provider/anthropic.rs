@@ -6,7 +6,7 @@ use crate::body::Body;
 use crate::config::Secret;
 use crate::error::{Error, ErrorKind, UpstreamResponse};
 use crate::ingress::rewrite_model;
-use crate::meta::{RequestMeta, ServedBy, TargetModel};
+use crate::meta::{RequestClock, RequestMeta, ServedBy, TargetModel};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Request, Response};
@@ -131,6 +131,10 @@ impl Inner {
             headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }
 
+        let clock = parts.extensions.get::<Arc<RequestClock>>().cloned();
+        if let Some(clock) = &clock {
+            clock.mark_sent();
+        }
         let upstream = self
             .client
             .request(parts.method, url)
@@ -159,7 +163,10 @@ impl Inner {
             provider: self.name.clone(),
             model,
         });
-        Ok(response.map(Body::new))
+        Ok(response.map(|body| match clock {
+            Some(clock) => Body::new(ClockedBody { inner: body, clock }),
+            None => Body::new(body),
+        }))
     }
 
     fn url_for(&self, uri: &http::Uri) -> String {
@@ -209,5 +216,39 @@ impl From<reqwest::Error> for Error {
         };
         Error::new(kind, "the upstream connection broke during the answer")
             .with_source(error.without_url())
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Marks the arrival of each upstream chunk on the request's clock.
+    struct ClockedBody {
+        #[pin]
+        inner: reqwest::Body,
+        clock: Arc<RequestClock>,
+    }
+}
+
+impl http_body::Body for ClockedBody {
+    type Data = Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, reqwest::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(_)) = &frame {
+            this.clock.mark_chunk();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -1,4 +1,4 @@
-use super::{OnUsage, Outcome, UsageReport, UsageTracker};
+use super::{OnUsage, Outcome, UsageObservers, UsageReport, UsageTracker};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -26,6 +26,8 @@ pub(crate) struct Tap<H: OnUsage> {
     pub(crate) request_id: String,
     pub(crate) provider: Arc<str>,
     pub(crate) model: Option<String>,
+    pub(crate) agent_type: Option<String>,
+    pub(crate) observers: Option<UsageObservers>,
     pub(crate) stream: bool,
     pub(crate) received_at: Instant,
     pub(crate) reported: bool,
@@ -104,6 +106,9 @@ impl<H: OnUsage> Tap<H> {
         }
         self.reported = true;
         let report = self.take_report(outcome);
+        if let Some(observers) = &self.observers {
+            observers.notify(&report);
+        }
         self.hook.on_usage(report);
     }
 
@@ -117,6 +122,7 @@ impl<H: OnUsage> Tap<H> {
             request_id: std::mem::take(&mut self.request_id),
             provider: self.provider.clone(),
             model,
+            agent_type: self.agent_type.take(),
             stream: self.stream,
             usage: tracker.usage(),
             outcome,

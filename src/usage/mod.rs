@@ -72,6 +72,8 @@ pub struct UsageReport {
     pub provider: Arc<str>,
     /// The model the upstream was asked for (or, if it said, the model it served).
     pub model: Option<String>,
+    /// The request's `agent_type`, if it had one.
+    pub agent_type: Option<String>,
     /// Whether the answer was a stream.
     pub stream: bool,
     /// The usage seen.
@@ -110,5 +112,36 @@ where
 impl<T: OnUsage + ?Sized> OnUsage for Arc<T> {
     fn on_usage(&self, report: UsageReport) {
         (**self).on_usage(report)
+    }
+}
+
+/// Request-scoped receivers of this request's usage reports.
+///
+/// A layer above [`UsageLayer`] (cost, metrics, audit) pushes an observer into the
+/// request's extensions; the usage tap reports each attempt to them after its own hook.
+#[derive(Clone, Default)]
+pub struct UsageObservers(Vec<Arc<dyn OnUsage>>);
+
+impl UsageObservers {
+    /// Add an observer to `extensions`, creating the list if needed.
+    pub fn push(extensions: &mut http::Extensions, observer: Arc<dyn OnUsage>) {
+        match extensions.get_mut::<UsageObservers>() {
+            Some(list) => list.0.push(observer),
+            None => {
+                extensions.insert(UsageObservers(vec![observer]));
+            }
+        }
+    }
+
+    fn notify(&self, report: &UsageReport) {
+        for observer in &self.0 {
+            observer.on_usage(report.clone());
+        }
+    }
+}
+
+impl std::fmt::Debug for UsageObservers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UsageObservers({})", self.0.len())
     }
 }

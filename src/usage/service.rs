@@ -1,5 +1,5 @@
 use super::body::Tap;
-use super::{OnUsage, UsageBody, UsageTracker};
+use super::{OnUsage, UsageBody, UsageObservers, UsageTracker};
 use crate::meta::{Endpoint, RequestMeta, ServedBy};
 use http::{header, Request, Response};
 use pin_project_lite::pin_project;
@@ -36,8 +36,10 @@ impl<S: Clone, H> Clone for UsageService<S, H> {
 struct Pending<H> {
     hook: Arc<H>,
     request_id: String,
+    agent_type: Option<String>,
     stream: bool,
     received_at: Instant,
+    observers: Option<UsageObservers>,
 }
 
 impl<S, H, ReqB, ResB> Service<Request<ReqB>> for UsageService<S, H>
@@ -55,15 +57,17 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         // Only Messages answers carry usage; count_tokens and models pass untouched.
-        let pending = request
-            .extensions()
+        let extensions = request.extensions();
+        let pending = extensions
             .get::<RequestMeta>()
             .filter(|meta| meta.endpoint == Endpoint::Messages)
             .map(|meta| Pending {
                 hook: self.hook.clone(),
                 request_id: meta.request_id.clone(),
+                agent_type: meta.agent_type.clone(),
                 stream: meta.stream,
                 received_at: meta.received_at,
+                observers: extensions.get::<UsageObservers>().cloned(),
             });
         UsageFuture {
             inner: self.inner.call(request),
@@ -100,6 +104,8 @@ where
                 request_id: pending.request_id,
                 provider: served.map_or_else(|| Arc::from("unknown"), |s| s.provider.clone()),
                 model: served.and_then(|s| s.model.clone()),
+                agent_type: pending.agent_type,
+                observers: pending.observers,
                 stream: pending.stream,
                 received_at: pending.received_at,
                 reported: false,

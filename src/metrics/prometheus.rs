@@ -1,0 +1,247 @@
+//! The Prometheus series of SPEC §8, in this gateway's own registry.
+
+use super::summary::Summary;
+use super::FinishedRequest;
+use crate::pricing::BillableTokens;
+use crate::usage::Outcome;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::{Arc, Mutex};
+
+/// Whole requests: from tens of milliseconds to ten minutes.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Time to first token: from tens of milliseconds to a minute.
+const TTFT_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0,
+];
+/// What the gateway adds: from ten microseconds to a tenth of a second.
+const OVERHEAD_BUCKETS: [f64; 13] = [
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    provider: String,
+    model: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    provider: String,
+    model: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    provider: String,
+    outcome: &'static str,
+}
+
+pub(crate) struct Series {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+    unpriced: Family<ProviderLabels, Counter>,
+    parse_failures: Family<ProviderLabels, Counter>,
+    outcomes: Family<OutcomeLabels, Counter>,
+    duration: Histogram,
+    ttft: Histogram,
+    overhead: Histogram,
+    pub(crate) active_streams: Gauge,
+}
+
+impl Series {
+    pub(crate) fn new(summary: Arc<Mutex<Summary>>) -> Self {
+        let mut registry = Registry::with_prefix("llm_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests to /v1/messages", requests.clone());
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register("tokens", "Tokens used, by kind", tokens.clone());
+        let unpriced = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "unpriced_requests",
+            "Answers whose model has no price (cost recorded as null)",
+            unpriced.clone(),
+        );
+        let parse_failures = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "usage_parse_failures",
+            "Usage-bearing events or bodies that could not be read",
+            parse_failures.clone(),
+        );
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "answer_outcomes",
+            "How answers ended: complete, error, client_disconnected, incomplete",
+            outcomes.clone(),
+        );
+        let duration = Histogram::new(DURATION_BUCKETS);
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request arrival to the end of the answer",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let ttft = Histogram::new(TTFT_BUCKETS);
+        registry.register_with_unit(
+            "time_to_first_token",
+            "Time from request arrival to the first content event",
+            Unit::Seconds,
+            ttft.clone(),
+        );
+        let overhead = Histogram::new(OVERHEAD_BUCKETS);
+        registry.register_with_unit(
+            "overhead",
+            "Time the gateway itself adds: arrival to upstream send, plus each chunk's hand-off",
+            Unit::Seconds,
+            overhead.clone(),
+        );
+        let active_streams = Gauge::default();
+        registry.register("active_streams", "Streams open now", active_streams.clone());
+        registry.register_collector(Box::new(ExactCost(summary)));
+        Self {
+            registry,
+            requests,
+            tokens,
+            unpriced,
+            parse_failures,
+            outcomes,
+            duration,
+            ttft,
+            overhead,
+            active_streams,
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+
+    pub(crate) fn record(&self, request: &FinishedRequest) {
+        let status = request.status.to_string();
+        let last = request.costs.last();
+        let provider = last
+            .map(|r| r.usage.provider.to_string())
+            .or_else(|| request.provider.clone())
+            .unwrap_or_else(|| "none".into());
+        let model = last
+            .and_then(|r| r.priced_as.clone())
+            .unwrap_or_else(|| "other".into());
+        self.requests
+            .get_or_create(&RequestLabels {
+                provider: provider.clone(),
+                model,
+                status,
+            })
+            .inc();
+        self.duration.observe(request.latency.as_secs_f64());
+        if let Some(overhead) = request.overhead {
+            self.overhead.observe(overhead.as_secs_f64());
+        }
+        for report in &request.costs {
+            let provider = report.usage.provider.to_string();
+            let model = report.priced_as.clone().unwrap_or_else(|| "other".into());
+            let tokens = BillableTokens::from_usage(&report.usage.usage);
+            for (kind, count) in [
+                ("input", tokens.input),
+                ("output", tokens.output),
+                (
+                    "cache_write_5m",
+                    tokens.cache_write_5m + tokens.cache_write_unattributed,
+                ),
+                ("cache_write_1h", tokens.cache_write_1h),
+                ("cache_read", tokens.cache_read),
+            ] {
+                if count > 0 {
+                    self.tokens
+                        .get_or_create(&TokenLabels {
+                            provider: provider.clone(),
+                            model: model.clone(),
+                            kind,
+                        })
+                        .inc_by(count);
+                }
+            }
+            let labels = ProviderLabels {
+                provider: provider.clone(),
+            };
+            if report.cost.is_none() {
+                self.unpriced.get_or_create(&labels).inc();
+            }
+            if report.usage.parse_failures > 0 {
+                self.parse_failures
+                    .get_or_create(&labels)
+                    .inc_by(u64::from(report.usage.parse_failures));
+            }
+            let outcome = match report.usage.outcome {
+                Outcome::Complete => "complete",
+                Outcome::Error => "error",
+                Outcome::ClientDisconnected => "client_disconnected",
+                Outcome::Incomplete => "incomplete",
+            };
+            self.outcomes
+                .get_or_create(&OutcomeLabels { provider, outcome })
+                .inc();
+            if let Some(ttft) = report.usage.ttft {
+                self.ttft.observe(ttft.as_secs_f64());
+            }
+        }
+    }
+}
+
+/// `llm_gateway_cost_usd_total{provider,model}`, rendered from the exact integer totals
+/// at scrape time, so the series is never a sum of floats.
+struct ExactCost(Arc<Mutex<Summary>>);
+
+impl std::fmt::Debug for ExactCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExactCost")
+    }
+}
+
+impl Collector for ExactCost {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let totals: Vec<((String, String), f64)> = {
+            let summary = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            summary
+                .cost_by_series
+                .iter()
+                .map(|(key, money)| (key.clone(), money.to_usd_f64()))
+                .collect()
+        };
+        let probe = ConstCounter::new(0.0f64);
+        let mut family = encoder.encode_descriptor(
+            "cost_usd",
+            "Spend in USD, summed exactly in integer pico-dollars",
+            None,
+            probe.metric_type(),
+        )?;
+        for ((provider, model), usd) in totals {
+            let labels = [("provider", provider), ("model", model)];
+            let metric = family.encode_family(&labels)?;
+            ConstCounter::new(usd).encode(metric)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! Exact running totals and the last 100 requests, for `/gateway/metrics`.
+
+use super::FinishedRequest;
+use crate::pricing::{BillableTokens, Money};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many requests `recent` keeps.
+const RECENT: usize = 100;
+/// Most distinct keys a `by_*` map holds; the rest are summed under `other`.
+const MAX_KEYS: usize = 1000;
+
+#[derive(Default)]
+pub(crate) struct Summary {
+    total_requests: u64,
+    unpriced_requests: u64,
+    total_cost: Money,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_write_tokens: u64,
+    cache_read_tokens: u64,
+    latency_ms_sum: u128,
+    by_provider: BTreeMap<String, Money>,
+    by_model: BTreeMap<String, Money>,
+    by_agent_type: BTreeMap<String, Money>,
+    /// Exact cost per (provider, model label), for the Prometheus counter.
+    pub(crate) cost_by_series: BTreeMap<(String, String), Money>,
+    recent: VecDeque<Value>,
+}
+
+fn add_bounded(map: &mut BTreeMap<String, Money>, key: &str, amount: Money) {
+    if let Some(total) = map.get_mut(key) {
+        *total += amount;
+    } else if map.len() < MAX_KEYS {
+        map.insert(key.to_owned(), amount);
+    } else {
+        *map.entry("other".to_owned()).or_default() += amount;
+    }
+}
+
+pub(crate) fn usd(money: Money) -> Value {
+    serde_json::Number::from_f64(money.to_usd_f64()).map_or(Value::Null, Value::Number)
+}
+
+impl Summary {
+    pub(crate) fn record(&mut self, request: FinishedRequest) {
+        self.total_requests += 1;
+        let latency_ms = request.latency.as_millis();
+        self.latency_ms_sum += latency_ms;
+        let mut input = 0u64;
+        let mut output = 0u64;
+        let mut request_cost: Option<Money> = None;
+        let mut model = None;
+        let mut provider = request.provider.clone();
+        for report in &request.costs {
+            let usage = &report.usage.usage;
+            let tokens = BillableTokens::from_usage(usage);
+            input += tokens.input;
+            output += tokens.output;
+            self.input_tokens += tokens.input;
+            self.output_tokens += tokens.output;
+            self.cache_write_tokens += tokens.cache_write_total();
+            self.cache_read_tokens += tokens.cache_read;
+            let provider_name = report.usage.provider.to_string();
+            let model_name = report
+                .usage
+                .model
+                .clone()
+                .unwrap_or_else(|| "unknown".into());
+            match report.cost {
+                Some(cost) => {
+                    self.total_cost += cost;
+                    *request_cost.get_or_insert(Money::ZERO) += cost;
+                    add_bounded(&mut self.by_provider, &provider_name, cost);
+                    add_bounded(&mut self.by_model, &model_name, cost);
+                    let agent = report.usage.agent_type.as_deref().unwrap_or("none");
+                    add_bounded(&mut self.by_agent_type, agent, cost);
+                    let label = report.priced_as.clone().unwrap_or_else(|| "other".into());
+                    *self
+                        .cost_by_series
+                        .entry((provider_name.clone(), label))
+                        .or_default() += cost;
+                }
+                None => self.unpriced_requests += 1,
+            }
+            model = Some(model_name);
+            provider = Some(provider_name);
+        }
+        let entry = json!({
+            "request_id": request.request_id,
+            "timestamp": humantime::format_rfc3339_millis(request.timestamp).to_string(),
+            "provider": provider,
+            "model": model,
+            "status": request.status,
+            "stream": request.stream,
+            "input_tokens": input,
+            "output_tokens": output,
+            "cost_usd": request_cost.map_or(Value::Null, usd),
+            "latency_ms": latency_ms as u64,
+        });
+        if self.recent.len() == RECENT {
+            self.recent.pop_back();
+        }
+        self.recent.push_front(entry);
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let money_map = |map: &BTreeMap<String, Money>| -> Value {
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), usd(*v)))
+                    .collect::<Map<_, _>>(),
+            )
+        };
+        let avg_latency_ms = if self.total_requests == 0 {
+            0.0
+        } else {
+            self.latency_ms_sum as f64 / self.total_requests as f64
+        };
+        json!({
+            "summary": {
+                "total_requests": self.total_requests,
+                "total_cost_usd": usd(self.total_cost),
+                "total_cost_usd_exact": self.total_cost.to_string(),
+                "total_input_tokens": self.input_tokens,
+                "total_output_tokens": self.output_tokens,
+                "total_cache_write_tokens": self.cache_write_tokens,
+                "total_cache_read_tokens": self.cache_read_tokens,
+                "avg_latency_ms": avg_latency_ms,
+                "unpriced_requests": self.unpriced_requests,
+            },
+            "by_provider": money_map(&self.by_provider),
+            "by_model": money_map(&self.by_model),
+            "by_agent_type": money_map(&self.by_agent_type),
+            "recent": self.recent.iter().cloned().collect::<Vec<_>>(),
+        })
+    }
+}
