@@ -13,10 +13,9 @@
 //!
 //! ```
 //! use llm_gateway::metrics::{GatewayMetrics, MetricsLayer};
-//! use llm_gateway::pricing::PriceTable;
 //! let metrics = GatewayMetrics::new();
 //! let layer = MetricsLayer::new(metrics.clone());
-//! assert!(metrics.render_prometheus().contains("# TYPE llm_gateway_requests counter"));
+//! assert!(metrics.render_prometheus().contains("llm_gateway_active_streams 0"));
 //! # let _ = layer;
 //! ```
 //!
