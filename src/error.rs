@@ -95,6 +95,10 @@ impl Error {
         self
     }
 
+    pub(crate) fn set_kind(&mut self, kind: ErrorKind) {
+        self.kind = kind;
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -115,15 +119,16 @@ impl Error {
     /// Connection failures, timeouts, in-band errors and 408/409/429/5xx/529 are
     /// retryable; 400/401/403/404/413/422 and every client-side error are not.
     pub fn is_retryable(&self) -> bool {
-        match self.kind {
-            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::UpstreamEvent => true,
-            ErrorKind::UpstreamProtocol => true,
-            ErrorKind::UpstreamStatus => self
-                .upstream
-                .as_ref()
-                .is_some_and(|u| is_retryable_status(u.status)),
-            _ => false,
+        if let Some(upstream) = &self.upstream {
+            return is_retryable_status(upstream.status);
         }
+        matches!(
+            self.kind,
+            ErrorKind::Connect
+                | ErrorKind::Timeout
+                | ErrorKind::UpstreamEvent
+                | ErrorKind::UpstreamProtocol
+        )
     }
 
     /// The HTTP status the client gets for this error.

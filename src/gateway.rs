@@ -3,10 +3,12 @@
 use crate::config::{Config, ConfigError, ProviderKind};
 use crate::cost::{CostLayer, OnCost};
 use crate::error_response::{ErrorResponseLayer, RequestId, REQUEST_ID_HEADER};
+use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
 use crate::metrics::{GatewayMetrics, MetricsLayer};
 use crate::pricing::PriceTable;
-use crate::provider::{self, AnthropicProvider};
+use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
+use crate::route::{ConfigRoutePolicy, RouteLayer};
 use crate::timeout::TimeoutLayer;
 use crate::usage::{OnUsage, UsageLayer, UsageReport};
 use axum::extract::State;
@@ -15,9 +17,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use http::HeaderValue;
 use serde_json::json;
+use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
+use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
 /// Builds a [`Gateway`]; the one place the layer order is fixed.
@@ -29,10 +33,14 @@ use tower::ServiceBuilder;
 /// 2. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
 /// 3. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
 ///    and a [`RequestMeta`](crate::RequestMeta).
-/// 4. `Cost` — prices each attempt's usage report with the price table.
-/// 5. `Usage` — taps the answer of the provider that served.
-/// 6. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
-/// 7. the provider service.
+/// 4. `Route` — decides the attempts (provider and model) from the config's rules.
+/// 5. `Fallback` — calls the attempts in order; holds a stream until its first content
+///    event so a failure before it moves to the next provider.
+/// 6. `Cost` — prices each attempt's usage report with the price table.
+/// 7. `Usage` — taps each attempt's answer, so every attempt is accounted.
+/// 8. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
+/// 9. the [`ProviderSet`], dispatching to the attempt's provider (translating for
+///    OpenAI kinds, so everything above sees Anthropic events only).
 pub struct GatewayBuilder {
     config: Config,
     on_usage: Arc<dyn OnUsage>,
@@ -80,52 +88,40 @@ impl GatewayBuilder {
                 ConfigError::at("timeouts", format!("cannot build the HTTP client: {e}"))
             })?,
         };
-        let name = config
-            .default_provider()
-            .ok_or_else(|| {
-                ConfigError::at("routing.default_provider", "no provider is configured")
-            })?
-            .to_owned();
-        let provider_config = &config.providers[&name];
-        if provider_config.kind != ProviderKind::Anthropic {
-            return Err(ConfigError::at(
-                &format!("providers.{name}.kind"),
-                "only kind = \"anthropic\" can serve requests in this version",
-            ));
-        }
-        let api_key = provider_config
-            .api_key
-            .as_ref()
-            .map(|key| key.resolve(&format!("providers.{name}.api_key")))
-            .transpose()?;
-        let provider = AnthropicProvider::new(
-            name.as_str(),
-            provider_config.base_url.clone(),
-            api_key,
-            client,
-        );
-
+        let providers = build_providers(&config, &client)?;
+        let route = ConfigRoutePolicy::from_config(&config)?;
+        let health = Arc::new(ProviderHealth::default());
         let mut prices = PriceTable::builtin();
         for (model, price) in &config.pricing {
             prices.insert(model, *price);
         }
         let metrics = GatewayMetrics::new();
+        metrics.watch_health(health.clone(), config.providers.keys().cloned().collect());
+        let fallback = FallbackLayer::new(DefaultFallbackPolicy::default())
+            .with_health(health.clone())
+            .on_fallback(metrics.clone());
 
         let stack = ServiceBuilder::new()
             .layer(MetricsLayer::new(metrics.clone()))
             .layer(ErrorResponseLayer::new())
             .layer(IngressLayer::new(config.limits.max_request_bytes))
+            .layer(RouteLayer::new(route))
+            .layer(fallback)
             .layer(CostLayer::new(prices, self.on_cost))
             .layer(UsageLayer::new(self.on_usage))
             .layer(TimeoutLayer::new(
                 Duration::from_millis(config.timeouts.first_byte_ms),
                 Duration::from_millis(config.timeouts.idle_ms),
             ))
-            .service(provider);
+            .service(providers);
 
-        let state = Arc::new(GatewayState { config, metrics });
+        let state = Arc::new(GatewayState {
+            config,
+            metrics,
+            health,
+        });
         let router = Router::new()
-            .route("/gateway/health", get(health))
+            .route("/gateway/health", get(health_status))
             .route("/gateway/metrics", get(metrics_summary))
             .route("/metrics", get(prometheus))
             .with_state(state.clone())
@@ -138,6 +134,34 @@ impl GatewayBuilder {
             .layer(axum::middleware::map_response(stamp_request_id));
         Ok(Gateway { router, state })
     }
+}
+
+/// One provider service per configured provider, keys resolved now.
+fn build_providers(config: &Config, client: &reqwest::Client) -> Result<ProviderSet, ConfigError> {
+    let mut services: HashMap<Arc<str>, ProviderService> = HashMap::new();
+    for (name, provider) in &config.providers {
+        let api_key = provider
+            .api_key
+            .as_ref()
+            .map(|key| key.resolve(&format!("providers.{name}.api_key")))
+            .transpose()?;
+        let service = match provider.kind {
+            ProviderKind::Anthropic => BoxCloneSyncService::new(AnthropicProvider::new(
+                name.as_str(),
+                provider.base_url.clone(),
+                api_key,
+                client.clone(),
+            )),
+            ProviderKind::Openai | ProviderKind::AzureOpenai => BoxCloneSyncService::new(
+                OpenAiProvider::new(name.as_str(), provider, api_key, client.clone()),
+            ),
+        };
+        services.insert(Arc::from(name.as_str()), service);
+    }
+    let default = config
+        .default_provider()
+        .ok_or_else(|| ConfigError::at("routing.default_provider", "no provider is configured"))?;
+    Ok(ProviderSet::new(services, default))
 }
 
 fn log_cost(report: crate::cost::CostReport) {
@@ -175,6 +199,7 @@ pub struct Gateway {
 struct GatewayState {
     config: Config,
     metrics: GatewayMetrics,
+    health: Arc<ProviderHealth>,
 }
 
 impl Gateway {
@@ -237,15 +262,25 @@ impl Gateway {
     }
 }
 
-async fn health(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
+async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
     let config = &state.config;
-    let providers: serde_json::Map<String, serde_json::Value> = config
-        .providers
-        .keys()
-        .map(|name| (name.clone(), serde_json::Value::Bool(true)))
+    let snapshot = state
+        .health
+        .snapshot(config.providers.keys().map(String::as_str));
+    let up = snapshot.iter().filter(|(_, available)| *available).count();
+    let status = if up == snapshot.len() {
+        "healthy"
+    } else if up > 0 {
+        "degraded"
+    } else {
+        "unhealthy"
+    };
+    let providers: serde_json::Map<String, serde_json::Value> = snapshot
+        .into_iter()
+        .map(|(name, available)| (name, serde_json::Value::Bool(available)))
         .collect();
     Json(json!({
-        "status": "healthy",
+        "status": status,
         "providers": providers,
         "routing": {
             "default_provider": config.default_provider(),

@@ -1,6 +1,7 @@
 //! What the gateway knows about a request, set once by ingress.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// Which API a request is for.
@@ -53,7 +54,7 @@ pub struct RequestMeta {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServedBy {
     /// The provider's configured name.
-    pub provider: std::sync::Arc<str>,
+    pub provider: Arc<str>,
     /// The model the upstream was asked for.
     pub model: Option<String>,
 }
@@ -118,5 +119,50 @@ impl RequestClock {
                 self.now_ns().saturating_sub(ns),
             )),
         }
+    }
+}
+
+/// Which provider an attempt goes to; set by fallback on each attempt's request, read by
+/// the [`ProviderSet`](crate::provider::ProviderSet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptTarget(pub Arc<str>);
+
+/// Marks an attempt whose conversation may come from another provider: thinking blocks
+/// (their signatures are provider-bound) and `cache_control` are removed for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrossProvider;
+
+/// One attempt as fallback saw it, for the audit record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptRecord {
+    /// The provider tried.
+    pub provider: String,
+    /// The HTTP status it answered, if it answered.
+    pub status: Option<u16>,
+    /// Why the attempt failed, if it did (client-safe text).
+    pub error: Option<String>,
+    /// Time from the attempt's start to its answer (or failure).
+    pub latency_ms: u64,
+}
+
+/// Request-scoped log of attempts; an outer layer (audit) inserts it, fallback fills it.
+#[derive(Clone, Debug, Default)]
+pub struct AttemptLog(pub Arc<std::sync::Mutex<Vec<AttemptRecord>>>);
+
+impl AttemptLog {
+    /// Append one attempt.
+    pub fn push(&self, attempt: AttemptRecord) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(attempt);
+    }
+
+    /// The attempts so far.
+    pub fn attempts(&self) -> Vec<AttemptRecord> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

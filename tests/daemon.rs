@@ -107,13 +107,15 @@ async fn runs_with_no_config_and_answers_health() {
 async fn sigterm_drains_open_streams_then_exits_zero() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
+    let commit = through_commit(&events);
     let (go_tx, go_rx) = oneshot::channel();
-    let mut steps = vec![
-        Step::Send(events[0].clone().into_bytes()),
-        Step::Wait(go_rx),
-    ];
+    let mut steps: Vec<Step> = events[..commit]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.push(Step::Wait(go_rx));
     steps.extend(
-        events[1..]
+        events[commit..]
             .iter()
             .map(|e| Step::Send(e.clone().into_bytes())),
     );
@@ -135,7 +137,7 @@ async fn sigterm_drains_open_streams_then_exits_zero() {
         .await
         .unwrap();
     let mut seen = String::new();
-    read_events(&mut response, &mut seen, 1).await;
+    read_events(&mut response, &mut seen, commit).await;
 
     sigterm(&daemon.child);
     // The daemon stops accepting: wait until a new connection is refused.
@@ -170,10 +172,13 @@ async fn sigterm_drains_open_streams_then_exits_zero() {
 async fn a_stream_outliving_the_grace_period_does_not_block_exit() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
-    upstream.push(Reply::sse(vec![
-        Step::Send(events[0].clone().into_bytes()),
-        Step::Hang,
-    ]));
+    let commit = through_commit(&events);
+    let mut steps: Vec<Step> = events[..commit]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.push(Step::Hang);
+    upstream.push(Reply::sse(steps));
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         &dir,
@@ -190,7 +195,7 @@ async fn a_stream_outliving_the_grace_period_does_not_block_exit() {
         .await
         .unwrap();
     let mut seen = String::new();
-    read_events(&mut response, &mut seen, 1).await;
+    read_events(&mut response, &mut seen, commit).await;
     sigterm(&daemon.child);
     let status = wait_exit(&mut daemon.child).await;
     assert_eq!(status.code(), Some(0));

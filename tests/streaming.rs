@@ -12,18 +12,21 @@ use tokio::sync::oneshot;
 async fn events_arrive_one_by_one_no_buffering() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
-    // The mock sends event 2 only after the test has seen event 1 through the gateway:
+    let commit = through_commit(&events);
+    // Before the first content event the gateway holds the stream (the commit point);
+    // after it, every event must reach the client before the mock sends the next one:
     // a gateway that buffered anything would deadlock here.
-    let (go_tx, go_rx) = oneshot::channel();
-    let mut steps = vec![
-        Step::Send(events[0].clone().into_bytes()),
-        Step::Wait(go_rx),
-    ];
-    steps.extend(
-        events[1..]
-            .iter()
-            .map(|e| Step::Send(e.clone().into_bytes())),
-    );
+    let mut gates = Vec::new();
+    let mut steps: Vec<Step> = events[..commit]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    for event in &events[commit..] {
+        let (tx, rx) = oneshot::channel();
+        gates.push(tx);
+        steps.push(Step::Wait(rx));
+        steps.push(Step::Send(event.clone().into_bytes()));
+    }
     upstream.push(Reply::sse(steps));
     let gateway = start_gateway(config_for(&upstream)).await;
 
@@ -48,16 +51,23 @@ async fn events_arrive_one_by_one_no_buffering() {
         .starts_with("gw_"));
 
     let mut seen = String::new();
-    read_events(&mut response, &mut seen, 1).await;
-    assert_eq!(seen, events[0], "event 1 alone, before event 2 exists");
-    go_tx.send(()).unwrap();
-    while let Some(chunk) = tokio::time::timeout(HANG_GUARD, response.chunk())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    read_events(&mut response, &mut seen, commit).await;
+    assert_eq!(
+        seen,
+        events[..commit].concat(),
+        "everything up to the commit point, in order"
+    );
+    for (i, gate) in gates.into_iter().enumerate() {
+        gate.send(()).unwrap();
+        read_events(&mut response, &mut seen, commit + i + 1).await;
+        assert_eq!(
+            seen,
+            events[..commit + i + 1].concat(),
+            "event {} alone",
+            commit + i
+        );
     }
+    assert!(response.chunk().await.unwrap().is_none());
     assert_eq!(seen, fixture("text_basic.sse"), "byte for byte");
 
     let reports = gateway.wait_reports(1).await;
@@ -74,11 +84,13 @@ async fn events_arrive_one_by_one_no_buffering() {
 async fn client_hanging_up_closes_the_upstream_connection() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
-    upstream.push(Reply::sse(vec![
-        Step::Send(events[0].clone().into_bytes()),
-        Step::Send(events[1].clone().into_bytes()),
-        Step::Hang,
-    ]));
+    let commit = through_commit(&events);
+    let mut steps: Vec<Step> = events[..commit]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.push(Step::Hang);
+    upstream.push(Reply::sse(steps));
     let closed = upstream.on_close();
     let gateway = start_gateway(config_for(&upstream)).await;
 
@@ -89,7 +101,7 @@ async fn client_hanging_up_closes_the_upstream_connection() {
         .await
         .unwrap();
     let mut seen = String::new();
-    read_events(&mut response, &mut seen, 2).await;
+    read_events(&mut response, &mut seen, commit).await;
     drop(response);
 
     tokio::time::timeout(HANG_GUARD, closed)
@@ -142,22 +154,27 @@ async fn upstream_cut_mid_stream_ends_with_an_error_event() {
 }
 
 #[tokio::test]
-async fn in_band_error_event_passes_and_is_reported() {
+async fn in_band_error_before_content_is_an_error_answer() {
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::sse_events(&fixture("error_midstream.sse")));
     let gateway = start_gateway(config_for(&upstream)).await;
-    let text = client()
+    let response = client()
         .post(gateway.url("/v1/messages"))
         .body(messages_body(true))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    assert_eq!(text, fixture("error_midstream.sse"));
+    // Nothing was promised before the first content event: the client gets the
+    // upstream's error as an HTTP answer, not a stream that starts and then fails.
+    assert_eq!(response.status().as_u16(), 529);
+    assert_eq!(response.headers()["x-gateway-provider"], "anthropic");
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+    );
     let reports = gateway.wait_reports(1).await;
     assert_eq!(reports[0].outcome, Outcome::Error);
+    assert_eq!(reports[0].usage.input_tokens, Some(30));
 }
 
 #[tokio::test]
@@ -191,16 +208,14 @@ async fn headers_then_silence_hits_the_first_byte_timeout_too() {
     let mut config = config_for(&upstream);
     config.timeouts.first_byte_ms = 200;
     let gateway = start_gateway(config).await;
-    let text = client()
+    let response = client()
         .post(gateway.url("/v1/messages"))
         .body(messages_body(true))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    assert!(text.starts_with("event: error\n"), "{text}");
+    assert_eq!(response.status(), 504);
+    let text = response.text().await.unwrap();
     assert!(text.contains("timeout_error"), "{text}");
 }
 
@@ -208,10 +223,13 @@ async fn headers_then_silence_hits_the_first_byte_timeout_too() {
 async fn a_stream_gone_silent_hits_the_idle_timeout() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
-    upstream.push(Reply::sse(vec![
-        Step::Send(events[0].clone().into_bytes()),
-        Step::Hang,
-    ]));
+    let commit = through_commit(&events);
+    let mut steps: Vec<Step> = events[..commit]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.push(Step::Hang);
+    upstream.push(Reply::sse(steps));
     let closed = upstream.on_close();
     let mut config = config_for(&upstream);
     config.timeouts.idle_ms = 200;
@@ -248,6 +266,7 @@ async fn malformed_sse_never_panics_and_the_gateway_keeps_serving() {
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::sse(vec![
         Step::Send(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\"\n\n".to_vec()),
+        Step::Send(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n".to_vec()),
         Step::Send(b"\xff\xfe garbage \x00 line\n\n".to_vec()),
         Step::Send(b"event: message_delta\ndata: [1,2\n\n".to_vec()),
     ]));

@@ -40,6 +40,7 @@ pub struct GatewayMetrics {
 struct Inner {
     prometheus: prometheus::Series,
     summary: Arc<Mutex<summary::Summary>>,
+    health: Arc<prometheus::HealthSource>,
 }
 
 /// One finished request, as the metrics layer saw it.
@@ -71,12 +72,24 @@ impl GatewayMetrics {
     /// Empty metrics with their own registry.
     pub fn new() -> Self {
         let summary = Arc::new(Mutex::new(summary::Summary::default()));
+        let health = Arc::new(prometheus::HealthSource::new());
         Self {
             inner: Arc::new(Inner {
-                prometheus: prometheus::Series::new(summary.clone()),
+                prometheus: prometheus::Series::new(summary.clone(), health.clone()),
                 summary,
+                health,
             }),
         }
+    }
+
+    /// Show `providers`' availability from `health` as `llm_gateway_provider_healthy`
+    /// (the first call wins).
+    pub fn watch_health(
+        &self,
+        health: Arc<crate::fallback::ProviderHealth>,
+        providers: Vec<String>,
+    ) {
+        let _ = self.inner.health.set((health, providers));
     }
 
     /// The Prometheus text exposition (OpenMetrics format).
@@ -110,5 +123,11 @@ impl GatewayMetrics {
             .summary
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl crate::fallback::OnFallback for GatewayMetrics {
+    fn on_fallback(&self, from: &str, to: &str, reason: &'static str) {
+        self.inner.prometheus.fallback(from, to, reason);
     }
 }

@@ -46,6 +46,13 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    from: String,
+    to: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     provider: String,
     outcome: &'static str,
@@ -58,6 +65,7 @@ pub(crate) struct Series {
     unpriced: Family<ProviderLabels, Counter>,
     parse_failures: Family<ProviderLabels, Counter>,
     outcomes: Family<OutcomeLabels, Counter>,
+    fallbacks: Family<FallbackLabels, Counter>,
     duration: Histogram,
     ttft: Histogram,
     overhead: Histogram,
@@ -65,7 +73,7 @@ pub(crate) struct Series {
 }
 
 impl Series {
-    pub(crate) fn new(summary: Arc<Mutex<Summary>>) -> Self {
+    pub(crate) fn new(summary: Arc<Mutex<Summary>>, health: Arc<HealthSource>) -> Self {
         let mut registry = Registry::with_prefix("llm_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Requests to /v1/messages", requests.clone());
@@ -89,6 +97,13 @@ impl Series {
             "How answers ended: complete, error, client_disconnected, incomplete",
             outcomes.clone(),
         );
+        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Requests moved from one provider to the next",
+            fallbacks.clone(),
+        );
+        registry.register_collector(Box::new(ProviderHealthy(health)));
         let duration = Histogram::new(DURATION_BUCKETS);
         registry.register_with_unit(
             "request_duration",
@@ -120,6 +135,7 @@ impl Series {
             unpriced,
             parse_failures,
             outcomes,
+            fallbacks,
             duration,
             ttft,
             overhead,
@@ -133,6 +149,16 @@ impl Series {
             text.clear();
         }
         text
+    }
+
+    pub(crate) fn fallback(&self, from: &str, to: &str, reason: &'static str) {
+        self.fallbacks
+            .get_or_create(&FallbackLabels {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     pub(crate) fn record(&self, request: &FinishedRequest) {
@@ -241,6 +267,42 @@ impl Collector for ExactCost {
             let labels = [("provider", provider), ("model", model)];
             let metric = family.encode_family(&labels)?;
             ConstCounter::new(usd).encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where `provider_healthy` reads from, once the gateway has a health registry.
+pub(crate) type HealthSource =
+    std::sync::OnceLock<(Arc<crate::fallback::ProviderHealth>, Vec<String>)>;
+
+/// `llm_gateway_provider_healthy{provider}`: 1 when the provider is not being skipped,
+/// read at scrape time so a cool-down that has run out shows at once.
+struct ProviderHealthy(Arc<HealthSource>);
+
+impl std::fmt::Debug for ProviderHealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProviderHealthy")
+    }
+}
+
+impl Collector for ProviderHealthy {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some((health, names)) = self.0.get() else {
+            return Ok(());
+        };
+        let probe = prometheus_client::metrics::gauge::ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "provider_healthy",
+            "1 when the provider is being tried, 0 while it is skipped",
+            None,
+            probe.metric_type(),
+        )?;
+        for (name, available) in health.snapshot(names.iter().map(String::as_str)) {
+            let labels = [("provider", name)];
+            let metric = family.encode_family(&labels)?;
+            prometheus_client::metrics::gauge::ConstGauge::new(i64::from(available))
+                .encode(metric)?;
         }
         Ok(())
     }

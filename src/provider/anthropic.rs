@@ -2,21 +2,18 @@
 //! `/anthropic` endpoint, DeepSeek's `/anthropic` endpoint, Ollama ≥ 0.14.
 
 use super::headers::{forwardable_request_headers, returnable_response_headers, PROVIDER_HEADER};
+use super::upstream::{read_capped, send_error, ClockedBody, MAX_ERROR_BODY};
 use crate::body::Body;
 use crate::config::Secret;
 use crate::error::{Error, ErrorKind, UpstreamResponse};
 use crate::ingress::rewrite_model;
-use crate::meta::{RequestClock, RequestMeta, ServedBy, TargetModel};
-use bytes::{Bytes, BytesMut};
+use crate::meta::{CrossProvider, RequestClock, RequestMeta, ServedBy, TargetModel};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Request, Response};
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::Service;
-
-/// Largest upstream error body kept (they are small JSON objects).
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// A provider service for an Anthropic-kind upstream.
 #[derive(Clone)]
@@ -89,13 +86,20 @@ impl Inner {
         let (parts, mut body) = request.into_parts();
         let meta = parts.extensions.get::<RequestMeta>();
         let mut model = meta.and_then(|m| m.model.clone());
-        if let (Some(target), Some(span)) = (
-            parts.extensions.get::<TargetModel>(),
-            meta.and_then(|m| m.model_span.clone()),
-        ) {
-            if model.as_deref() != Some(target.0.as_str()) {
-                body = rewrite_model(&body, span, &target.0);
-                model = Some(target.0.clone());
+        let target = parts.extensions.get::<TargetModel>().map(|t| t.0.as_str());
+        if parts.extensions.get::<CrossProvider>().is_some() {
+            // Only for conversations that may come from elsewhere: a full parse, once.
+            if let Some(cleaned) = super::clean::clean_for_other_provider(&body, target) {
+                body = cleaned;
+            }
+            if let Some(target) = target {
+                model = Some(target.to_owned());
+            }
+        } else if let (Some(target), Some(span)) = (target, meta.and_then(|m| m.model_span.clone()))
+        {
+            if model.as_deref() != Some(target) {
+                body = rewrite_model(&body, span, target);
+                model = Some(target.to_owned());
             }
         }
 
@@ -142,7 +146,7 @@ impl Inner {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.send_error(e))?;
+            .map_err(|e| send_error(&self.name, e))?;
 
         let status = upstream.status();
         let mut response: Response<reqwest::Body> = upstream.into();
@@ -175,80 +179,5 @@ impl Inner {
             Some(query) => format!("{base}{}?{query}", uri.path()),
             None => format!("{base}{}", uri.path()),
         }
-    }
-
-    fn send_error(&self, error: reqwest::Error) -> Error {
-        let (kind, what) = if error.is_timeout() {
-            (ErrorKind::Timeout, "timed out connecting to")
-        } else if error.is_connect() {
-            (ErrorKind::Connect, "could not connect to")
-        } else {
-            (ErrorKind::Connect, "request failed at")
-        };
-        Error::new(kind, format!("{what} provider `{}`", self.name))
-            .with_source(error.without_url())
-    }
-}
-
-/// Read at most `cap` bytes of a body; a failure or the cap ends the read.
-async fn read_capped(mut body: reqwest::Body, cap: usize) -> Bytes {
-    let mut out = BytesMut::new();
-    while out.len() < cap {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    let room = cap - out.len();
-                    out.extend_from_slice(&data[..data.len().min(room)]);
-                }
-            }
-            _ => break,
-        }
-    }
-    out.freeze()
-}
-
-impl From<reqwest::Error> for Error {
-    fn from(error: reqwest::Error) -> Self {
-        let kind = if error.is_timeout() {
-            ErrorKind::Timeout
-        } else {
-            ErrorKind::UpstreamProtocol
-        };
-        Error::new(kind, "the upstream connection broke during the answer")
-            .with_source(error.without_url())
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Marks the arrival of each upstream chunk on the request's clock.
-    struct ClockedBody {
-        #[pin]
-        inner: reqwest::Body,
-        clock: Arc<RequestClock>,
-    }
-}
-
-impl http_body::Body for ClockedBody {
-    type Data = Bytes;
-    type Error = reqwest::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, reqwest::Error>>> {
-        let this = self.project();
-        let frame = std::task::ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(_)) = &frame {
-            this.clock.mark_chunk();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }

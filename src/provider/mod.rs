@@ -7,10 +7,16 @@
 //! a fallback can decide on it and the edge can return it as it came.
 
 mod anthropic;
+mod clean;
 mod headers;
+pub mod openai;
+mod set;
+mod upstream;
 
 pub use anthropic::AnthropicProvider;
 pub use headers::{is_hop_by_hop, PROVIDER_HEADER};
+pub use openai::OpenAiProvider;
+pub use set::{ProviderService, ProviderSet};
 
 use crate::config::TimeoutsConfig;
 use std::time::Duration;

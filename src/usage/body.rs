@@ -141,7 +141,12 @@ impl<H: OnUsage> Tap<H> {
 
 impl<H: OnUsage> Drop for Tap<H> {
     fn drop(&mut self) {
-        // Dropped before the end: the client went away (or the server is shutting down).
-        self.report(Outcome::ClientDisconnected);
+        // Dropped before the end: the client went away (or the server is shutting down),
+        // or fallback dropped an attempt that failed in-band before its commit point.
+        let outcome = match self.tracker.outcome_at_end() {
+            Outcome::Error => Outcome::Error,
+            _ => Outcome::ClientDisconnected,
+        };
+        self.report(outcome);
     }
 }

@@ -115,6 +115,17 @@ pub async fn read_events(response: &mut reqwest::Response, buffer: &mut String, 
     }
 }
 
+/// How many events of `events` go out before the gateway commits: up to and including
+/// the first content event (SPEC §4); the ones before it are held until then.
+pub fn through_commit(events: &[String]) -> usize {
+    events
+        .iter()
+        .position(|e| {
+            e.starts_with("event: content_block_delta") || e.starts_with("event: message_stop")
+        })
+        .map_or(events.len(), |i| i + 1)
+}
+
 /// A non-streaming Messages answer.
 pub fn message_json(input: u64, output: u64) -> String {
     format!(

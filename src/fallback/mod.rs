@@ -1,0 +1,188 @@
+//! Fallback: try the routed providers in order until one answers.
+//!
+//! The response future is the retry zone and the body is the committed zone. An attempt
+//! fails — and the next provider is tried — on a connection error, a timeout, a retryable
+//! status (408, 409, 429, 5xx, 529), or, for a stream, on anything that goes wrong
+//! *before the first content event*: until then the stream's frames (`message_start`,
+//! `ping`) are held, and an in-band `error` event, a cut connection or the first-byte
+//! timeout fail the attempt. At the first `content_block_delta` (or `message_stop` for an
+//! empty answer) the attempt commits: the held frames are replayed ([`PeekBody`]) and
+//! nothing is retried after that. 400/401/403/404/413/422 are never retried.
+//!
+//! Providers that fail [`FallbackPolicy::failure_threshold`] times in a row are skipped
+//! for a cool-down, as is a provider whose `retry-after` (capped) has not passed; when
+//! every provider is unavailable, all are tried anyway. Later attempts skip a provider
+//! whose service is not ready instead of queueing on it.
+//!
+//! ```
+//! use llm_gateway::fallback::{DefaultFallbackPolicy, FallbackLayer};
+//! let layer = FallbackLayer::new(DefaultFallbackPolicy::default());
+//! # let _ = layer;
+//! ```
+
+mod health;
+mod peek;
+mod service;
+
+pub use health::ProviderHealth;
+pub use peek::PeekBody;
+pub use service::FallbackService;
+
+use crate::error::{Error, ErrorKind};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::Layer;
+
+/// Decides what a failure means.
+pub trait FallbackPolicy: Send + Sync + 'static {
+    /// Whether `error` from one provider should move the request to the next.
+    fn should_fall_back(&self, error: &Error) -> bool {
+        error.is_retryable()
+    }
+
+    /// Consecutive failures after which a provider is skipped for [`cool_down`](Self::cool_down).
+    fn failure_threshold(&self) -> u32 {
+        3
+    }
+
+    /// How long an unhealthy provider is skipped.
+    fn cool_down(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// The longest `retry-after` honoured (a provider is skipped until it passes).
+    fn max_retry_after(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
+/// SPEC §5 as it stands: the defaults of [`FallbackPolicy`], with settable numbers.
+#[derive(Clone, Debug)]
+pub struct DefaultFallbackPolicy {
+    /// See [`FallbackPolicy::failure_threshold`].
+    pub failure_threshold: u32,
+    /// See [`FallbackPolicy::cool_down`].
+    pub cool_down: Duration,
+    /// See [`FallbackPolicy::max_retry_after`].
+    pub max_retry_after: Duration,
+}
+
+impl Default for DefaultFallbackPolicy {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            cool_down: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl FallbackPolicy for DefaultFallbackPolicy {
+    fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
+    }
+
+    fn cool_down(&self) -> Duration {
+        self.cool_down
+    }
+
+    fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+}
+
+/// Told when a request moves from one provider to the next.
+pub trait OnFallback: Send + Sync + 'static {
+    /// The request left `from` for `to` because of `reason` (a short, bounded label).
+    fn on_fallback(&self, from: &str, to: &str, reason: &'static str);
+}
+
+impl OnFallback for () {
+    fn on_fallback(&self, _: &str, _: &str, _: &'static str) {}
+}
+
+impl<F: Fn(&str, &str, &'static str) + Send + Sync + 'static> OnFallback for F {
+    fn on_fallback(&self, from: &str, to: &str, reason: &'static str) {
+        self(from, to, reason)
+    }
+}
+
+/// A bounded label for why an attempt failed.
+pub fn failure_reason(error: &Error) -> &'static str {
+    match error.kind() {
+        ErrorKind::Connect => "connect",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::UpstreamEvent => "stream_error",
+        ErrorKind::UpstreamProtocol => "protocol",
+        ErrorKind::UpstreamStatus => match error.status().as_u16() {
+            408 => "status_408",
+            409 => "status_409",
+            429 => "status_429",
+            500 => "status_500",
+            502 => "status_502",
+            503 => "status_503",
+            504 => "status_504",
+            529 => "status_529",
+            _ => "status_other",
+        },
+        _ => "other",
+    }
+}
+
+/// Calls the routed attempts in order; see the [module docs](self).
+pub struct FallbackLayer<P> {
+    policy: Arc<P>,
+    health: Arc<ProviderHealth>,
+    events: Arc<dyn OnFallback>,
+}
+
+impl<P> Clone for FallbackLayer<P> {
+    fn clone(&self) -> Self {
+        Self {
+            policy: self.policy.clone(),
+            health: self.health.clone(),
+            events: self.events.clone(),
+        }
+    }
+}
+
+impl<P: FallbackPolicy> FallbackLayer<P> {
+    /// A layer with `policy` and its own health registry.
+    pub fn new(policy: P) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            health: Arc::new(ProviderHealth::default()),
+            events: Arc::new(()),
+        }
+    }
+
+    /// Share `health` (to show it in `/gateway/health` and metrics).
+    pub fn with_health(mut self, health: Arc<ProviderHealth>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Report each fallback to `events`.
+    pub fn on_fallback(mut self, events: impl OnFallback) -> Self {
+        self.events = Arc::new(events);
+        self
+    }
+
+    /// The health registry this layer updates.
+    pub fn health(&self) -> &Arc<ProviderHealth> {
+        &self.health
+    }
+}
+
+impl<S, P> Layer<S> for FallbackLayer<P> {
+    type Service = FallbackService<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FallbackService::new(
+            inner,
+            self.policy.clone(),
+            self.health.clone(),
+            self.events.clone(),
+        )
+    }
+}

@@ -1,0 +1,116 @@
+//! OpenAI usage → Anthropic usage, and `finish_reason` → `stop_reason`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::json::count_of;
+
+/// Anthropic-shaped token usage (the four fields every `message_delta` carries).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Prompt tokens that were neither read from nor written to the cache.
+    pub input_tokens: u64,
+    /// Prompt tokens written to the cache (`prompt_tokens_details.cache_write_tokens`).
+    pub cache_creation_input_tokens: u64,
+    /// Prompt tokens read from the cache.
+    pub cache_read_input_tokens: u64,
+    /// Completion tokens (reasoning included, as in both APIs).
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Maps an OpenAI `usage` object.
+    ///
+    /// * cached = the larger of `prompt_tokens_details.cached_tokens` and DeepSeek's
+    ///   `prompt_cache_hit_tokens` (both mean the same; DeepSeek sends both);
+    /// * `cache_creation_input_tokens` = `prompt_tokens_details.cache_write_tokens` or 0;
+    /// * `input_tokens` = `prompt_tokens` − cached − cache-write, clamped at 0;
+    /// * `output_tokens` = `completion_tokens`.
+    ///
+    /// Missing or non-numeric fields count as 0.
+    pub fn from_openai(usage: &Value) -> Self {
+        let prompt = count_of(usage, "prompt_tokens").unwrap_or(0);
+        let details = usage.get("prompt_tokens_details");
+        let detail = |key: &str| details.and_then(|d| count_of(d, key)).unwrap_or(0);
+        let cached =
+            detail("cached_tokens").max(count_of(usage, "prompt_cache_hit_tokens").unwrap_or(0));
+        let written = detail("cache_write_tokens");
+        Usage {
+            input_tokens: prompt.saturating_sub(cached).saturating_sub(written),
+            cache_creation_input_tokens: written,
+            cache_read_input_tokens: cached,
+            output_tokens: count_of(usage, "completion_tokens").unwrap_or(0),
+        }
+    }
+}
+
+/// Anthropic `stop_reason` for an OpenAI `finish_reason`.
+///
+/// `stop` → `end_turn`, `length` → `max_tokens`, `tool_calls` → `tool_use`,
+/// `content_filter` → `refusal`, anything else or none → `end_turn`.
+pub fn stop_reason_from_finish(finish_reason: Option<&str>) -> &'static str {
+    match finish_reason {
+        Some("length") => "max_tokens",
+        Some("tool_calls") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// The stop reason to report: like [`stop_reason_from_finish`], but a turn that produced
+/// `tool_use` blocks and would otherwise say `end_turn` says `tool_use` (some OpenAI-compatible
+/// servers report `stop` for tool calls, and Anthropic clients only run tools on `tool_use`).
+pub(super) fn effective_stop_reason(
+    finish_reason: Option<&str>,
+    has_tool_use: bool,
+) -> &'static str {
+    match stop_reason_from_finish(finish_reason) {
+        "end_turn" if has_tool_use => "tool_use",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn maps_openai_cached_and_written_tokens() {
+        let u = Usage::from_openai(&json!({
+            "prompt_tokens": 100, "completion_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 30}
+        }));
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 10,
+                cache_creation_input_tokens: 30,
+                cache_read_input_tokens: 60,
+                output_tokens: 7
+            }
+        );
+    }
+
+    #[test]
+    fn clamps_and_reads_deepseek_hits() {
+        let u = Usage::from_openai(&json!({
+            "prompt_tokens": 5, "completion_tokens": 1, "prompt_cache_hit_tokens": 9
+        }));
+        assert_eq!(u.input_tokens, 0);
+        assert_eq!(u.cache_read_input_tokens, 9);
+        assert_eq!(Usage::from_openai(&json!(null)), Usage::default());
+    }
+
+    #[test]
+    fn stop_reasons() {
+        assert_eq!(stop_reason_from_finish(Some("stop")), "end_turn");
+        assert_eq!(stop_reason_from_finish(Some("length")), "max_tokens");
+        assert_eq!(stop_reason_from_finish(Some("tool_calls")), "tool_use");
+        assert_eq!(stop_reason_from_finish(Some("content_filter")), "refusal");
+        assert_eq!(stop_reason_from_finish(Some("function_call")), "end_turn");
+        assert_eq!(stop_reason_from_finish(None), "end_turn");
+        assert_eq!(effective_stop_reason(Some("stop"), true), "tool_use");
+        assert_eq!(effective_stop_reason(Some("length"), true), "max_tokens");
+    }
+}

@@ -1,0 +1,230 @@
+use super::{Attempt, RouteDecision, RoutePolicy};
+use crate::config::{Config, ConfigError, ProviderKind};
+use crate::error::{Error, ErrorKind};
+use crate::meta::RequestMeta;
+
+/// SPEC §5 routing from the configuration.
+#[derive(Debug)]
+pub struct ConfigRoutePolicy {
+    default_provider: String,
+    fallback_chain: Vec<String>,
+    agent_types: Vec<(String, String, Option<String>)>,
+    models: Vec<(glob::Pattern, String, Option<String>)>,
+    /// Each provider's own model, used when a request falls back to it.
+    fallback_models: Vec<(String, Option<String>)>,
+}
+
+impl ConfigRoutePolicy {
+    /// The policy for `config`; a bad glob is an error naming its key.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let default_provider = config
+            .default_provider()
+            .ok_or_else(|| {
+                ConfigError::at("routing.default_provider", "no provider is configured")
+            })?
+            .to_owned();
+        let mut models = Vec::new();
+        for (i, rule) in config.routing.models.iter().enumerate() {
+            let pattern = glob::Pattern::new(&rule.pattern).map_err(|e| {
+                ConfigError::at(
+                    &format!("routing.models[{i}].match"),
+                    format!("bad glob: {e}"),
+                )
+            })?;
+            models.push((pattern, rule.provider.clone(), rule.model.clone()));
+        }
+        let fallback_models = config
+            .providers
+            .iter()
+            .map(|(name, provider)| {
+                // Anthropic-kind providers without a model keep the client's model.
+                let model = match provider.kind {
+                    ProviderKind::AzureOpenai => {
+                        provider.model.clone().or(provider.deployment.clone())
+                    }
+                    _ => provider.model.clone(),
+                };
+                (name.clone(), model)
+            })
+            .collect();
+        Ok(Self {
+            default_provider,
+            fallback_chain: config.routing.fallback_chain.clone(),
+            agent_types: config
+                .routing
+                .agent_types
+                .iter()
+                .map(|(agent, target)| {
+                    (agent.clone(), target.provider.clone(), target.model.clone())
+                })
+                .collect(),
+            models,
+            fallback_models,
+        })
+    }
+
+    fn provider_model(&self, provider: &str) -> Option<String> {
+        self.fallback_models
+            .iter()
+            .find(|(name, _)| name == provider)
+            .and_then(|(_, model)| model.clone())
+    }
+}
+
+impl RoutePolicy for ConfigRoutePolicy {
+    fn route(&self, meta: &RequestMeta) -> Result<RouteDecision, Error> {
+        let requested = meta.model.as_deref().unwrap_or_default();
+        let by_agent = meta.agent_type.as_deref().and_then(|agent| {
+            self.agent_types
+                .iter()
+                .find(|(name, _, _)| name == agent)
+                .map(|(_, provider, model)| (provider.as_str(), model.clone()))
+        });
+        let by_model = || {
+            self.models
+                .iter()
+                .find(|(pattern, _, _)| pattern.matches(requested))
+                .map(|(_, provider, model)| (provider.as_str(), model.clone()))
+        };
+        let (primary, model) = by_agent
+            .or_else(by_model)
+            .unwrap_or((self.default_provider.as_str(), None));
+        if primary.is_empty() {
+            return Err(Error::new(
+                ErrorKind::NoRoute,
+                "no provider can serve this request",
+            ));
+        }
+        let mut attempts = vec![Attempt {
+            provider: primary.into(),
+            // A rule without a model sends the client's; a routed-away provider gets its own.
+            model: model.or_else(|| {
+                (primary != self.default_provider)
+                    .then(|| self.provider_model(primary))
+                    .flatten()
+            }),
+            cross_provider: primary != self.default_provider,
+        }];
+        for name in &self.fallback_chain {
+            if attempts.iter().any(|a| &*a.provider == name) {
+                continue;
+            }
+            attempts.push(Attempt {
+                provider: name.as_str().into(),
+                model: self.provider_model(name),
+                cross_provider: true,
+            });
+        }
+        Ok(RouteDecision { attempts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Endpoint;
+    use std::time::{Instant, SystemTime};
+
+    fn meta(model: &str, agent: Option<&str>) -> RequestMeta {
+        RequestMeta {
+            request_id: "r".into(),
+            endpoint: Endpoint::Messages,
+            model: Some(model.into()),
+            model_span: None,
+            stream: true,
+            agent_type: agent.map(str::to_owned),
+            client: None,
+            received_at: Instant::now(),
+            received_at_wall: SystemTime::now(),
+        }
+    }
+
+    const CONFIG: &str = r#"
+[routing]
+default_provider = "anthropic"
+fallback_chain = ["anthropic", "azure", "deepseek", "ollama"]
+[routing.agent_types]
+"code-reviewer" = { provider = "deepseek", model = "deepseek-flash" }
+[[routing.models]]
+match = "claude-haiku-*"
+provider = "ollama"
+model = "llama3.1"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+[providers.azure]
+kind = "azure-openai"
+base_url = "https://r.openai.azure.com"
+deployment = "gpt-4o"
+[providers.deepseek]
+kind = "openai"
+base_url = "https://api.deepseek.com"
+model = "deepseek-v4-pro"
+[providers.ollama]
+kind = "openai"
+base_url = "http://127.0.0.1:11434"
+model = "qwen3"
+"#;
+
+    fn names(decision: &RouteDecision) -> Vec<(String, Option<String>)> {
+        decision
+            .attempts
+            .iter()
+            .map(|a| (a.provider.to_string(), a.model.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn default_then_chain_with_each_providers_model() {
+        let policy =
+            ConfigRoutePolicy::from_config(&Config::from_toml_str(CONFIG).unwrap()).unwrap();
+        let decision = policy.route(&meta("claude-sonnet-4-5", None)).unwrap();
+        assert_eq!(
+            names(&decision),
+            [
+                ("anthropic".into(), None),
+                ("azure".into(), Some("gpt-4o".into())),
+                ("deepseek".into(), Some("deepseek-v4-pro".into())),
+                ("ollama".into(), Some("qwen3".into())),
+            ]
+        );
+        assert!(!decision.attempts[0].cross_provider);
+        assert!(decision.attempts[1].cross_provider);
+    }
+
+    #[test]
+    fn agent_type_wins_over_model_rules() {
+        let policy =
+            ConfigRoutePolicy::from_config(&Config::from_toml_str(CONFIG).unwrap()).unwrap();
+        let decision = policy
+            .route(&meta("claude-haiku-4-5", Some("code-reviewer")))
+            .unwrap();
+        assert_eq!(
+            names(&decision)[0],
+            ("deepseek".into(), Some("deepseek-flash".into()))
+        );
+        assert_eq!(
+            decision.attempts.len(),
+            4,
+            "the chain follows, without repeating deepseek"
+        );
+        let decision = policy.route(&meta("claude-haiku-4-5", None)).unwrap();
+        assert_eq!(
+            names(&decision)[0],
+            ("ollama".into(), Some("llama3.1".into()))
+        );
+        let decision = policy
+            .route(&meta("claude-haiku-4-5", Some("unknown-agent")))
+            .unwrap();
+        assert_eq!(names(&decision)[0].0, "ollama");
+    }
+
+    #[test]
+    fn a_bad_glob_is_named() {
+        let text =
+            format!("{CONFIG}\n[[routing.models]]\nmatch = \"[oops\"\nprovider = \"ollama\"\n");
+        let err =
+            ConfigRoutePolicy::from_config(&Config::from_toml_str(&text).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("routing.models[1].match"), "{err}");
+    }
+}
