@@ -132,3 +132,79 @@ pub fn message_json(input: u64, output: u64) -> String {
         r#"{{"id":"msg_01Json","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{{"type":"text","text":"Hello! How can I help?"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":{input},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":{output}}}}}"#
     )
 }
+
+/// Rebuild the Anthropic message a client would assemble from an SSE answer, checking
+/// that each frame's `event:` names its data's `type`.
+pub fn accumulate(sse: &str) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut message = json!({});
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut partial_json: Vec<String> = Vec::new();
+    for frame in mock::split_events(sse) {
+        let mut name = "";
+        let mut data = String::new();
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v;
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        assert_eq!(event["type"], name, "event name matches data type");
+        match name {
+            "message_start" => message = event["message"].clone(),
+            "content_block_start" => {
+                blocks.push(event["content_block"].clone());
+                partial_json.push(String::new());
+            }
+            "content_block_delta" => {
+                let i = event["index"].as_u64().unwrap() as usize;
+                let delta = &event["delta"];
+                match delta["type"].as_str().unwrap() {
+                    "text_delta" => {
+                        let text = blocks[i]["text"].as_str().unwrap_or("").to_owned()
+                            + delta["text"].as_str().unwrap();
+                        blocks[i]["text"] = json!(text);
+                    }
+                    "thinking_delta" => {
+                        let text = blocks[i]["thinking"].as_str().unwrap_or("").to_owned()
+                            + delta["thinking"].as_str().unwrap();
+                        blocks[i]["thinking"] = json!(text);
+                    }
+                    "input_json_delta" => {
+                        partial_json[i].push_str(delta["partial_json"].as_str().unwrap())
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" => {
+                let i = event["index"].as_u64().unwrap() as usize;
+                if blocks[i]["type"] == "tool_use" && !partial_json[i].is_empty() {
+                    blocks[i]["input"] = serde_json::from_str(&partial_json[i]).unwrap();
+                }
+            }
+            "message_delta" => {
+                message["stop_reason"] = event["delta"]["stop_reason"].clone();
+                if let Some(usage) = event["usage"].as_object() {
+                    for (k, v) in usage {
+                        message["usage"][k] = v.clone();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    message["content"] = Value::Array(blocks);
+    message
+}
+
+/// An OpenAI chat-completions stream: each chunk as a `data:` line, then `[DONE]`.
+pub fn openai_stream(chunks: &[serde_json::Value]) -> String {
+    let mut text: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    text.push_str("data: [DONE]\n\n");
+    text
+}
