@@ -1,5 +1,6 @@
 //! [`Gateway`]: the whole stack built from a [`Config`], as an `axum::Router`.
 
+use crate::audit::{AuditLayer, AuditOptions, AuditQuery, AuditSink, AuditStore, AuditStoreConfig};
 use crate::config::{Config, ConfigError, ProviderKind};
 use crate::cost::{CostLayer, OnCost};
 use crate::error_response::{ErrorResponseLayer, RequestId, REQUEST_ID_HEADER};
@@ -43,6 +44,7 @@ use tower::ServiceBuilder;
 ///    OpenAI kinds, so everything above sees Anthropic events only).
 pub struct GatewayBuilder {
     config: Config,
+    audit_sink: Option<Arc<dyn AuditSink>>,
     on_usage: Arc<dyn OnUsage>,
     on_cost: Arc<dyn OnCost>,
     http_client: Option<reqwest::Client>,
@@ -53,6 +55,7 @@ impl GatewayBuilder {
     pub fn new(config: Config) -> Self {
         Self {
             config,
+            audit_sink: None,
             on_usage: Arc::new(()),
             on_cost: Arc::new(log_cost),
             http_client: None,
@@ -69,6 +72,12 @@ impl GatewayBuilder {
     /// Receive every attempt's [`UsageReport`] as the tap delivers it, before pricing.
     pub fn on_usage(mut self, hook: impl OnUsage) -> Self {
         self.on_usage = Arc::new(hook);
+        self
+    }
+
+    /// Send audit records to `sink` instead of the SQLite store at `[audit] path`.
+    pub fn audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit_sink = Some(sink);
         self
     }
 
@@ -101,7 +110,31 @@ impl GatewayBuilder {
             .with_health(health.clone())
             .on_fallback(metrics.clone());
 
+        let (audit_store, audit_sink) = match (self.audit_sink, config.audit.enabled) {
+            (Some(sink), _) => (None, sink),
+            (None, true) => {
+                let mut store_config = AuditStoreConfig::new(&config.audit.path);
+                store_config.retention_days = config.audit.retention_days;
+                let store = AuditStore::open(store_config).map_err(|e| {
+                    ConfigError::at("audit.path", format!("cannot open the audit store: {e}"))
+                })?;
+                let store = Arc::new(store);
+                metrics.watch_audit(store.clone());
+                (Some(store.clone()), store as Arc<dyn AuditSink>)
+            }
+            (None, false) => (None, Arc::new(()) as Arc<dyn AuditSink>),
+        };
+        let audit = AuditLayer::new(
+            audit_sink,
+            AuditOptions {
+                log_request_bodies: config.audit.log_request_bodies,
+                log_response_bodies: config.audit.log_response_bodies,
+                max_body_bytes: config.audit.max_body_bytes,
+            },
+        );
+
         let stack = ServiceBuilder::new()
+            .layer(audit)
             .layer(MetricsLayer::new(metrics.clone()))
             .layer(ErrorResponseLayer::new())
             .layer(IngressLayer::new(config.limits.max_request_bytes))
@@ -119,11 +152,13 @@ impl GatewayBuilder {
             config,
             metrics,
             health,
+            audit: audit_store,
         });
         let router = Router::new()
             .route("/gateway/health", get(health_status))
             .route("/gateway/metrics", get(metrics_summary))
             .route("/metrics", get(prometheus))
+            .route("/gateway/audit", get(audit_records))
             .with_state(state.clone())
             .route_service("/v1/messages", stack.clone())
             .route_service("/v1/messages/count_tokens", stack.clone())
@@ -200,6 +235,7 @@ struct GatewayState {
     config: Config,
     metrics: GatewayMetrics,
     health: Arc<ProviderHealth>,
+    audit: Option<Arc<AuditStore>>,
 }
 
 impl Gateway {
@@ -237,6 +273,13 @@ impl Gateway {
         grace: Duration,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // Streams are many small writes: without TCP_NODELAY, Nagle and the client's
+        // delayed ACK hold each event for up to 40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, self.router())
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
@@ -252,11 +295,23 @@ impl Gateway {
             "shutting down: draining open requests"
         );
         let _ = stop_tx.send(());
-        match tokio::time::timeout(grace, server).await {
+        let result = match tokio::time::timeout(grace, server).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!("grace period over; closing the remaining streams");
                 Ok(())
+            }
+        };
+        self.flush_audit().await;
+        result
+    }
+
+    /// Wait until every audit record handed to the store so far is committed.
+    pub async fn flush_audit(&self) {
+        if let Some(store) = self.state.audit.clone() {
+            let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+            if let Ok(Err(error)) = flushed {
+                tracing::error!(%error, "could not flush the audit store");
             }
         }
     }
@@ -296,6 +351,53 @@ async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoRespo
 
 async fn metrics_summary(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
     Json(state.metrics.summary_json())
+}
+
+async fn audit_records(
+    State(state): State<Arc<GatewayState>>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> axum::response::Response {
+    let Some(store) = state.audit.clone() else {
+        return gateway_error(
+            http::StatusCode::NOT_FOUND,
+            "not_found_error",
+            "the audit store is not enabled",
+        );
+    };
+    let query = match query {
+        Ok(axum::extract::Query(query)) => query,
+        Err(rejection) => {
+            return gateway_error(
+                http::StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &rejection.body_text(),
+            )
+        }
+    };
+    // SQLite reads block; keep them off the async workers.
+    match tokio::task::spawn_blocking(move || store.query(&query)).await {
+        Ok(Ok(records)) => Json(json!({ "records": records })).into_response(),
+        Ok(Err(error)) => gateway_error(
+            http::StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &error.to_string(),
+        ),
+        Err(_) => gateway_error(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "the audit query failed",
+        ),
+    }
+}
+
+fn gateway_error(status: http::StatusCode, kind: &str, message: &str) -> axum::response::Response {
+    let body = crate::error_response::error_body(kind, message, None);
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn prometheus(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {

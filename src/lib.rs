@@ -45,6 +45,7 @@
 //! # let _ = stack; }
 //! ```
 
+pub mod audit;
 pub mod body;
 pub mod config;
 pub mod cost;

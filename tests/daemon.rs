@@ -27,6 +27,7 @@ fn gateway_binary() -> PathBuf {
 struct Daemon {
     child: Child,
     url: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Daemon {
@@ -37,8 +38,11 @@ impl Drop for Daemon {
 }
 
 fn spawn(args: &[&str]) -> Daemon {
+    // Each daemon works in its own directory, where its audit store lands.
+    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(gateway_binary())
         .args(args)
+        .current_dir(dir.path())
         .env_remove("LLM_GATEWAY_CONFIG")
         .env_remove("ANTHROPIC_API_KEY")
         .stdout(Stdio::piped())
@@ -54,7 +58,11 @@ fn spawn(args: &[&str]) -> Daemon {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    Daemon { child, url }
+    Daemon {
+        child,
+        url,
+        _dir: dir,
+    }
 }
 
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {

@@ -40,6 +40,10 @@ impl RequestId {
     }
 }
 
+/// The client-safe message of an error answer, in its response's extensions (for audit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorInfo(pub String);
+
 /// The response header that carries the [`RequestId`].
 pub const REQUEST_ID_HEADER: &str = "x-gateway-request-id";
 
@@ -135,7 +139,11 @@ where
             }
             Err(error) => {
                 log_error(&error, &id);
-                error_response(&error, &id.0).map(RescueBody::full)
+                let mut response = error_response(&error, &id.0).map(RescueBody::full);
+                response
+                    .extensions_mut()
+                    .insert(ErrorInfo(error.message().to_owned()));
+                response
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id.0) {

@@ -116,6 +116,10 @@ where
             ))
         }
     };
+    let draft = parts.extensions.get::<crate::audit::AuditDraft>().cloned();
+    if let Some(draft) = &draft {
+        draft.set_request_body(body.clone());
+    }
     let request_id = parts
         .extensions
         .get::<RequestId>()
@@ -139,6 +143,9 @@ where
     };
     // The body changed length if `agent_type` was cut; let the client library recompute.
     parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(draft) = &draft {
+        draft.set_meta(meta.clone());
+    }
     parts.extensions.insert(meta);
     Ok(Request::from_parts(parts, body))
 }

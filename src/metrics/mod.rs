@@ -41,6 +41,7 @@ struct Inner {
     prometheus: prometheus::Series,
     summary: Arc<Mutex<summary::Summary>>,
     health: Arc<prometheus::HealthSource>,
+    audit: Arc<prometheus::AuditSource>,
 }
 
 /// One finished request, as the metrics layer saw it.
@@ -73,13 +74,20 @@ impl GatewayMetrics {
     pub fn new() -> Self {
         let summary = Arc::new(Mutex::new(summary::Summary::default()));
         let health = Arc::new(prometheus::HealthSource::new());
+        let audit = Arc::new(prometheus::AuditSource::new());
         Self {
             inner: Arc::new(Inner {
-                prometheus: prometheus::Series::new(summary.clone(), health.clone()),
+                prometheus: prometheus::Series::new(summary.clone(), health.clone(), audit.clone()),
                 summary,
                 health,
+                audit,
             }),
         }
+    }
+
+    /// Show `store`'s queue depth and spill/drop counts (the first call wins).
+    pub fn watch_audit(&self, store: Arc<crate::audit::AuditStore>) {
+        let _ = self.inner.audit.set(store);
     }
 
     /// Show `providers`' availability from `health` as `llm_gateway_provider_healthy`

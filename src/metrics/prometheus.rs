@@ -73,7 +73,11 @@ pub(crate) struct Series {
 }
 
 impl Series {
-    pub(crate) fn new(summary: Arc<Mutex<Summary>>, health: Arc<HealthSource>) -> Self {
+    pub(crate) fn new(
+        summary: Arc<Mutex<Summary>>,
+        health: Arc<HealthSource>,
+        audit: Arc<AuditSource>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("llm_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Requests to /v1/messages", requests.clone());
@@ -104,6 +108,7 @@ impl Series {
             fallbacks.clone(),
         );
         registry.register_collector(Box::new(ProviderHealthy(health)));
+        registry.register_collector(Box::new(AuditQueue(audit)));
         let duration = Histogram::new(DURATION_BUCKETS);
         registry.register_with_unit(
             "request_duration",
@@ -303,6 +308,59 @@ impl Collector for ProviderHealthy {
             let metric = family.encode_family(&labels)?;
             prometheus_client::metrics::gauge::ConstGauge::new(i64::from(available))
                 .encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the audit series read from, once the gateway has an audit store.
+pub(crate) type AuditSource = std::sync::OnceLock<Arc<crate::audit::AuditStore>>;
+
+/// `llm_gateway_audit_queue_depth` and the records the audit store spilled or dropped.
+struct AuditQueue(Arc<AuditSource>);
+
+impl std::fmt::Debug for AuditQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditQueue")
+    }
+}
+
+impl Collector for AuditQueue {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(store) = self.0.get() else {
+            return Ok(());
+        };
+        let stats = store.stats();
+        let depth = prometheus_client::metrics::gauge::ConstGauge::new(
+            i64::try_from(stats.queue_depth).unwrap_or(i64::MAX),
+        );
+        let metric = encoder.encode_descriptor(
+            "audit_queue_depth",
+            "Audit records waiting for the writer",
+            None,
+            depth.metric_type(),
+        )?;
+        depth.encode(metric)?;
+        for (name, help, value) in [
+            (
+                "audit_records_written",
+                "Audit records committed to the store",
+                stats.written,
+            ),
+            (
+                "audit_records_spilled",
+                "Audit records kept without bodies because the queue was full",
+                stats.spilled,
+            ),
+            (
+                "audit_records_dropped",
+                "Audit records lost because queue and spill were full",
+                stats.dropped,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
         }
         Ok(())
     }

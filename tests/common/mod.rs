@@ -27,7 +27,10 @@ pub fn fixture(name: &str) -> String {
 pub struct TestGateway {
     pub url: String,
     pub reports: Arc<Mutex<Vec<UsageReport>>>,
+    /// The audit store's file (in a directory removed with the gateway).
+    pub audit_path: std::path::PathBuf,
     task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for TestGateway {
@@ -62,6 +65,32 @@ impl TestGateway {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
+
+    /// `/gateway/audit?QUERY` once it holds at least `n` records (they are written by a
+    /// background writer within a second).
+    pub async fn wait_audit(&self, query: &str, n: usize) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + HANG_GUARD;
+        loop {
+            let response = client()
+                .get(self.url(&format!("/gateway/audit?{query}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            let records = body["records"].as_array().cloned().unwrap_or_default();
+            if records.len() >= n {
+                return records;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited for {n} audit records, have {}",
+                records.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A config with one anthropic provider pointing at `upstream`.
@@ -75,7 +104,10 @@ pub fn config_for(upstream: &MockUpstream) -> Config {
 }
 
 /// Start the gateway for `config` on 127.0.0.1:0.
-pub async fn start_gateway(config: Config) -> TestGateway {
+pub async fn start_gateway(mut config: Config) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.db");
+    config.audit.path = audit_path.clone();
     let reports = Arc::new(Mutex::new(Vec::new()));
     let sink = reports.clone();
     let gateway = Gateway::builder(config)
@@ -88,7 +120,13 @@ pub async fn start_gateway(config: Config) -> TestGateway {
     let task = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
-    TestGateway { url, reports, task }
+    TestGateway {
+        url,
+        reports,
+        audit_path,
+        task,
+        _dir: dir,
+    }
 }
 
 /// A plain HTTP client (no pooling surprises between tests).

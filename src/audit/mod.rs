@@ -1,0 +1,134 @@
+//! Durable audit store.
+//!
+//! Every request leaves exactly one [`AuditRecord`]. The request path hands
+//! it to an [`AuditSink`]; the built-in sink, [`AuditStore`], writes it to an
+//! embedded SQLite database (WAL mode) from a writer thread, in batches, off
+//! the request path.
+//!
+//! # Durability
+//!
+//! The writer commits a batch when it reaches `batch_max` records (or 16 MiB
+//! of bodies), and at the latest `flush_interval` (200 ms) after the batch's
+//! first record arrived. The database runs in WAL mode with
+//! `synchronous=FULL`, so a committed batch survives `kill -9` and power loss;
+//! with a few commits per second the fsync cost is small. A record is
+//! therefore durable well within one second of [`AuditStore::submit`].
+//! [`AuditStore::shutdown`] (or dropping the store) commits everything queued
+//! and joins the writer; [`AuditStore::flush`] waits for a commit without
+//! stopping.
+//!
+//! # Overload policy
+//!
+//! Between the request path and the writer sits a bounded
+//! `std::sync::mpsc::sync_channel` (`queue_capacity`, default 8192).
+//! [`AuditStore::submit`] uses `try_send` and **never blocks**: the request
+//! path runs on async worker threads, and blocking one of them on the disk,
+//! even "briefly", stalls every other request on that thread — the overload
+//! would spread from the audit log to the traffic it is auditing. What
+//! happens instead, in order:
+//!
+//! 1. The queue holds at most `queue_max_bytes` (256 MiB) of bodies. A record
+//!    that would go over is queued with its bodies replaced by
+//!    [`BODY_SHED_MARKER`] (counted in `bodies_shed`). Bodies (up to 1 MiB
+//!    each) are what can exhaust memory, and what costs the writer time.
+//! 2. If the queue is full, the record goes to an in-memory **spill**
+//!    (`spill_capacity`, default 8192 records) with its bodies shed, and is
+//!    counted in `spilled`. A shed record is a few hundred bytes, so the spill
+//!    costs little memory, and it still carries what the audit log exists
+//!    for: who, which model and provider, status, usage and cost. The writer
+//!    takes the whole spill with its next commit.
+//! 3. If the spill is full too, the record is dropped and counted in
+//!    `dropped` (and [`AuditStore::last_error`] says why). That takes
+//!    16,384 records backed up behind a writer that cannot keep up.
+//!
+//! Why not spill to a file: that is the request path waiting on the disk,
+//! and the disk is usually why the writer is behind. Why not an unbounded
+//! spill: a writer that is stuck (disk full, file locked) would turn into an
+//! out-of-memory kill, which loses everything queued. Nothing is lost
+//! silently: `submitted = written + dropped + queue_depth` at every moment,
+//! and [`AuditStats`] exposes each term as an atomic the main crate turns
+//! into metrics (`audit_queue_depth` is [`AuditStore::queue_depth`]).
+//!
+//! A failed commit (disk full, a lock held too long) keeps its batch and is
+//! retried with back-off; meanwhile the queue and spill absorb new records
+//! as above. At shutdown the writer tries the commit a few more times and
+//! counts what it still cannot write as dropped.
+//!
+//! # Storage
+//!
+//! One table, `audit_records`, described in the `schema` module: `seq`
+//! (`INTEGER PRIMARY KEY AUTOINCREMENT`, the order for `logs --follow`),
+//! scalar columns for the filters (`request_id` and `timestamp_ms` indexed;
+//! `provider`, `requested_model`, `served_model`), the record as JSON with its
+//! bodies nulled, and the two bodies in their own columns so they are not
+//! JSON-escaped twice. `request_id` is indexed but not `UNIQUE`: a unique
+//! constraint would make a duplicate fail its whole batch or be ignored
+//! silently; one record per request is the caller's contract. The store
+//! never adds to a record: what is stored is what was submitted (except the
+//! overload marker above).
+//!
+//! # Retention
+//!
+//! With `retention_days` and/or `max_bytes`, the writer prunes at start-up
+//! and every `prune_interval` (5 min), in small steps between batches: rows
+//! older than the cut-off, then the oldest rows until the used pages are at
+//! 90 % of `max_bytes`, then `PRAGMA incremental_vacuum` (the file is created
+//! with `auto_vacuum=INCREMENTAL`; an older file is converted once with
+//! `VACUUM` at open), then a truncating WAL checkpoint, so the file shrinks
+//! rather than keeping its high-water mark.
+//!
+//! # Queries
+//!
+//! [`AuditReader`] (also reachable as [`AuditStore::query`] and
+//! [`AuditStore::query_after`]) opens a read-only connection per call; WAL
+//! lets it read while the writer writes, and it never blocks the writer. It
+//! works without a running store (the `logs` CLI command). Calls block: from
+//! async code use `spawn_blocking`. `since` accepts unix milliseconds or
+//! RFC 3339 ([`parse_since`]).
+
+mod error;
+mod layer;
+mod query;
+mod record;
+mod schema;
+mod store;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::AuditError;
+pub use layer::{AuditBody, AuditDraft, AuditFuture, AuditLayer, AuditOptions, AuditService};
+pub use query::{parse_since, AuditDbStats, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT};
+pub use record::{AuditAttempt, AuditRecord, AuditUsage};
+pub use store::{AuditStats, AuditStore, AuditStoreConfig, BODY_SHED_MARKER};
+
+/// Where audit records go. The request path calls [`submit`](Self::submit)
+/// once per request; it must not block.
+///
+/// Implemented by [`AuditStore`], by any `Fn(AuditRecord)` closure (for
+/// library users who ship records elsewhere, and for tests), and by `()`,
+/// which discards records (auditing disabled).
+pub trait AuditSink: Send + Sync + 'static {
+    /// Accept one record. Must return promptly without waiting on I/O.
+    fn submit(&self, record: AuditRecord);
+}
+
+impl<F> AuditSink for F
+where
+    F: Fn(AuditRecord) + Send + Sync + 'static,
+{
+    fn submit(&self, record: AuditRecord) {
+        self(record)
+    }
+}
+
+impl AuditSink for () {
+    fn submit(&self, _record: AuditRecord) {}
+}
+
+impl<S: AuditSink + ?Sized> AuditSink for std::sync::Arc<S> {
+    fn submit(&self, record: AuditRecord) {
+        (**self).submit(record)
+    }
+}

@@ -1,0 +1,481 @@
+//! The read side: query filters, `since` parsing, and [`AuditReader`], which
+//! opens its own read-only connection per call.
+//!
+//! In WAL mode readers see the last committed state and never block the
+//! writer (nor are they blocked by it), so queries can run while the store is
+//! writing. Calls are blocking: from async code, use `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection};
+use serde::{Deserialize, Serialize};
+
+use super::error::AuditError;
+use super::record::AuditRecord;
+use super::schema::{self, Pages, SELECT_COLUMNS};
+
+/// `limit` used when a query gives none.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest `limit` honoured; larger values are clamped to it.
+pub const MAX_LIMIT: usize = 1000;
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Filters for [`AuditReader::query`] (and `GET /gateway/audit`, whose query
+/// string deserializes straight into it).
+///
+/// All filters are ANDed. An empty string counts as "no filter".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Most records to return: default [`DEFAULT_LIMIT`], clamped to
+    /// [`MAX_LIMIT`]; `0` returns nothing.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Only the record with this request id.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Records whose requested model *or* served model is exactly this.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Records served (or last tried) by this provider.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Records whose `timestamp_ms` is at or after this instant. Either unix
+    /// milliseconds as a decimal integer (`"1700000000000"`), or an RFC 3339
+    /// timestamp (`"2025-01-02T03:04:05Z"`, `"2025-01-02T03:04:05.250+02:00"`;
+    /// `t`/`z`/space accepted, fractions past milliseconds truncated), or a
+    /// bare date `"2025-01-02"` meaning midnight UTC. See [`parse_since`].
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+impl AuditQuery {
+    /// The limit this query will use: default 50, at most 1000.
+    pub fn effective_limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
+    }
+}
+
+/// Size and content figures of a database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AuditDbStats {
+    /// Number of stored records.
+    pub records: u64,
+    /// Highest `seq` currently stored (0 when empty); a follower starts after it.
+    pub max_seq: i64,
+    /// SQLite page size in bytes.
+    pub page_size: u64,
+    /// Pages in the database (main file as seen through the WAL).
+    pub page_count: u64,
+    /// Pages on the free list (reclaimed by incremental vacuum).
+    pub freelist_count: u64,
+}
+
+impl AuditDbStats {
+    /// `page_count × page_size`: the main file's size once checkpointed.
+    pub fn file_bytes(&self) -> u64 {
+        self.page_count.saturating_mul(self.page_size)
+    }
+
+    /// Bytes in pages holding data, per record (0 when empty).
+    pub fn bytes_per_record(&self) -> u64 {
+        let used = self
+            .page_count
+            .saturating_sub(self.freelist_count)
+            .saturating_mul(self.page_size);
+        used.checked_div(self.records).unwrap_or(0)
+    }
+}
+
+/// Reads an audit database. Cheap to clone; holds only the path. Every call
+/// opens its own read-only connection, so it works with or without a running
+/// [`AuditStore`](super::AuditStore) (e.g. from the `logs` CLI command), and
+/// never creates the file.
+#[derive(Debug, Clone)]
+pub struct AuditReader {
+    path: PathBuf,
+}
+
+impl AuditReader {
+    /// A reader for the database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> AuditReader {
+        AuditReader { path: path.into() }
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records matching `filter`, newest first (by `timestamp_ms`, then by
+    /// `seq`).
+    pub fn query(&self, filter: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        Ok(self
+            .query_with_seq(filter)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Like [`query`](Self::query) but each record comes with its `seq`, so a
+    /// follower can show recent records and then continue with
+    /// [`query_after`](Self::query_after) from the largest `seq` shown.
+    pub fn query_with_seq(
+        &self,
+        filter: &AuditQuery,
+    ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
+        let limit = filter.effective_limit();
+        let since = match non_empty(&filter.since) {
+            Some(s) => Some(parse_since(s)?),
+            None => None,
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut clauses: Vec<String> = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
+        if let Some(id) = non_empty(&filter.request_id) {
+            params.push(Value::Text(id.to_owned()));
+            clauses.push(format!("request_id = ?{}", params.len()));
+        }
+        if let Some(model) = non_empty(&filter.model) {
+            params.push(Value::Text(model.to_owned()));
+            let n = params.len();
+            clauses.push(format!("(requested_model = ?{n} OR served_model = ?{n})"));
+        }
+        if let Some(provider) = non_empty(&filter.provider) {
+            params.push(Value::Text(provider.to_owned()));
+            clauses.push(format!("provider = ?{}", params.len()));
+        }
+        if let Some(since) = since {
+            params.push(Value::Integer(since));
+            clauses.push(format!("timestamp_ms >= ?{}", params.len()));
+        }
+        let mut sql = format!("SELECT {SELECT_COLUMNS} FROM audit_records");
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(
+            " ORDER BY timestamp_ms DESC, seq DESC LIMIT ?{}",
+            params.len()
+        ));
+        let conn = schema::open_reader(&self.path)?;
+        read_rows(&conn, &sql, params)
+    }
+
+    /// Up to `limit` records with `seq > after_seq`, oldest first (by `seq`),
+    /// each with its `seq`. `limit` is clamped to [`MAX_LIMIT`]. For
+    /// `logs --follow`: poll with the last `seq` seen.
+    pub fn query_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
+        let limit = limit.min(MAX_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        );
+        let params = vec![
+            Value::Integer(after_seq),
+            Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        let conn = schema::open_reader(&self.path)?;
+        read_rows(&conn, &sql, params)
+    }
+
+    /// Record count, highest `seq`, and page figures of the file.
+    pub fn stats(&self) -> Result<AuditDbStats, AuditError> {
+        let conn = schema::open_reader(&self.path)?;
+        let (records, max_seq): (i64, i64) = conn.query_row(
+            "SELECT count(*), coalesce(max(seq), 0) FROM audit_records",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let pages = Pages::read(&conn)?;
+        Ok(AuditDbStats {
+            records: u64::try_from(records).unwrap_or(0),
+            max_seq,
+            page_size: pages.page_size,
+            page_count: pages.page_count,
+            freelist_count: pages.freelist_count,
+        })
+    }
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+fn read_rows(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<Value>,
+) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params_from_iter(params), |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, json, request_body, response_body) = row?;
+        let mut record: AuditRecord = serde_json::from_str(&json)?;
+        record.request_body = request_body;
+        record.response_body = response_body;
+        out.push((seq, record));
+    }
+    Ok(out)
+}
+
+/// Parse a `since` value into unix milliseconds.
+///
+/// Accepted forms:
+/// - unix milliseconds as a decimal integer, optionally negative:
+///   `"1700000000000"`;
+/// - RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, with `t`, `z` or
+///   a space also accepted; a fraction is truncated to milliseconds; a leap
+///   second `:60` is accepted;
+/// - a bare date `YYYY-MM-DD`, meaning midnight UTC.
+///
+/// Anything else is [`AuditError::InvalidQuery`].
+pub fn parse_since(input: &str) -> Result<i64, AuditError> {
+    let s = input.trim();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<i64>()
+            .map_err(|_| AuditError::InvalidQuery(format!("since: {input:?} is out of range")));
+    }
+    parse_rfc3339_ms(s).ok_or_else(|| {
+        AuditError::InvalidQuery(format!(
+            "since: expected unix milliseconds or an RFC 3339 timestamp, got {input:?}"
+        ))
+    })
+}
+
+/// Digits `b[range]` as a number, or `None` if any is not an ASCII digit.
+fn number(b: &[u8], start: usize, end: usize) -> Option<i64> {
+    let part = b.get(start..end)?;
+    let mut n: i64 = 0;
+    for &c in part {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(c - b'0');
+    }
+    Some(n)
+}
+
+fn expect(b: &[u8], at: usize, allowed: &[u8]) -> Option<()> {
+    allowed.contains(b.get(at)?).then_some(())
+}
+
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let year = number(b, 0, 4)?;
+    expect(b, 4, b"-")?;
+    let month = number(b, 5, 7)?;
+    expect(b, 7, b"-")?;
+    let day = number(b, 8, 10)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    if b.len() == 10 {
+        return Some(days * MS_PER_DAY);
+    }
+    expect(b, 10, b"Tt ")?;
+    let hour = number(b, 11, 13)?;
+    expect(b, 13, b":")?;
+    let minute = number(b, 14, 16)?;
+    expect(b, 16, b":")?;
+    let second = number(b, 17, 19)?;
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let kept = (i - start).min(3);
+        millis = number(b, start, start + kept)? * 10_i64.pow(3 - kept as u32);
+    }
+    let offset_s = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 => {
+            let oh = number(b, i + 1, i + 3)?;
+            expect(b, i + 3, b":")?;
+            let om = number(b, i + 4, i + 6)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let off = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    let secs = hour * 3600 + minute * 60 + second - offset_s;
+    Some(days * MS_PER_DAY + secs * 1000 + millis)
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (month 1–12).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_unix_ms() {
+        assert_eq!(parse_since("1700000000123").unwrap(), 1_700_000_000_123);
+        assert_eq!(parse_since(" 0 ").unwrap(), 0);
+        assert_eq!(parse_since("-5").unwrap(), -5);
+        assert!(parse_since("99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn since_accepts_rfc3339() {
+        assert_eq!(parse_since("1970-01-01T00:00:00Z").unwrap(), 0);
+        // 2023-11-14T22:13:20Z is 1_700_000_000 s.
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20.123456789Z").unwrap(),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20.5z").unwrap(),
+            1_700_000_000_500
+        );
+        assert_eq!(
+            parse_since("2023-11-15t00:13:20+02:00").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_since("2023-11-14 20:13:20-02:00").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(parse_since("2024-02-29").unwrap(), 19_782 * MS_PER_DAY);
+        assert_eq!(parse_since("1969-12-31T23:59:59Z").unwrap(), -1000);
+        assert_eq!(
+            parse_since("2000-03-01T00:00:00Z").unwrap(),
+            951_868_800_000
+        );
+    }
+
+    #[test]
+    fn since_rejects_garbage_without_panicking() {
+        for bad in [
+            "",
+            "-",
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:13:20",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+0200",
+            "2023-11-14T22:13:20+02:00junk",
+            "2023-11-14T22:13",
+            "2023-11-1",
+            "２０２３-11-14",
+            "2023-11-14Té",
+            "1e9",
+        ] {
+            assert!(
+                matches!(parse_since(bad), Err(AuditError::InvalidQuery(_))),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn limit_defaults_and_clamps() {
+        assert_eq!(AuditQuery::default().effective_limit(), DEFAULT_LIMIT);
+        let q = AuditQuery {
+            limit: Some(5000),
+            ..Default::default()
+        };
+        assert_eq!(q.effective_limit(), MAX_LIMIT);
+        let q = AuditQuery {
+            limit: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(q.effective_limit(), 3);
+    }
+
+    #[test]
+    fn query_deserializes_from_a_query_string_shape() {
+        let q: AuditQuery =
+            serde_json::from_str(r#"{"limit":10,"model":"m","since":"2024-01-01"}"#).unwrap();
+        assert_eq!(q.limit, Some(10));
+        assert_eq!(q.model.as_deref(), Some("m"));
+        assert!(q.provider.is_none());
+    }
+
+    #[test]
+    fn reader_on_missing_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = AuditReader::new(dir.path().join("none.db"));
+        assert!(matches!(
+            r.query(&AuditQuery::default()),
+            Err(AuditError::Missing(_))
+        ));
+        assert!(matches!(r.query_after(0, 10), Err(AuditError::Missing(_))));
+    }
+
+    #[test]
+    fn bad_since_is_reported_before_touching_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = AuditReader::new(dir.path().join("none.db"));
+        let q = AuditQuery {
+            since: Some("soon".into()),
+            ..Default::default()
+        };
+        assert!(matches!(r.query(&q), Err(AuditError::InvalidQuery(_))));
+    }
+}

@@ -1,0 +1,357 @@
+//! [`AuditStore`]: open the database, accept records without blocking,
+//! flush, prune, query, shut down.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{mpsc::channel, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::error::AuditError;
+use super::query::{AuditQuery, AuditReader};
+use super::record::AuditRecord;
+use super::schema;
+use super::writer::{Msg, Shared, Writer, WriterSettings};
+use super::AuditSink;
+
+/// What replaces a body the store could not keep because it was overloaded
+/// (queue full, or queued bodies over [`AuditStoreConfig::queue_max_bytes`]).
+/// The rest of the record is kept.
+pub const BODY_SHED_MARKER: &str = "[body not stored: audit queue overloaded]";
+
+/// Configuration of an [`AuditStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditStoreConfig {
+    /// The SQLite file; created (with its directory) if missing.
+    pub path: PathBuf,
+    /// Records the queue between the request path and the writer holds
+    /// (default 8192; 0 is treated as 1).
+    pub queue_capacity: usize,
+    /// Records per transaction at most (default 256; 0 is treated as 1). A
+    /// batch is also committed once its bodies reach 16 MiB.
+    pub batch_max: usize,
+    /// How long a record may wait for its batch to fill before the batch is
+    /// committed anyway (default 200 ms). Keep it well under one second: the
+    /// store promises durability within one second of `submit`.
+    pub flush_interval: Duration,
+    /// Delete records whose `timestamp_ms` is older than this many days.
+    pub retention_days: Option<u32>,
+    /// Delete the oldest records while the database's used pages exceed this
+    /// many bytes (down to 90 % of it). Counts the main file only; the WAL is
+    /// separately capped at 64 MiB after checkpoints.
+    pub max_bytes: Option<u64>,
+    /// Records that found the queue full and were kept, bodies shed, in the
+    /// overflow spill (default 8192; 0 disables the spill).
+    pub spill_capacity: usize,
+    /// Bodies held in the queue at most, in bytes (default 256 MiB). A record
+    /// that would go over is queued with its bodies shed.
+    pub queue_max_bytes: usize,
+    /// How often retention runs after the one at start-up (default 5 min).
+    pub prune_interval: Duration,
+}
+
+impl AuditStoreConfig {
+    /// Defaults with the given path.
+    pub fn new(path: impl Into<PathBuf>) -> AuditStoreConfig {
+        AuditStoreConfig {
+            path: path.into(),
+            ..AuditStoreConfig::default()
+        }
+    }
+}
+
+impl Default for AuditStoreConfig {
+    /// `llm-gateway-audit.db` in the working directory, no retention, and
+    /// the defaults documented on each field.
+    fn default() -> Self {
+        AuditStoreConfig {
+            path: PathBuf::from("llm-gateway-audit.db"),
+            queue_capacity: 8192,
+            batch_max: 256,
+            flush_interval: Duration::from_millis(200),
+            retention_days: None,
+            max_bytes: None,
+            spill_capacity: 8192,
+            queue_max_bytes: 256 * 1024 * 1024,
+            prune_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A snapshot of the store's counters (for metrics and health).
+///
+/// Every accepted record ends up `written` or `dropped`; `queue_depth` is the
+/// number in between. `submitted = written + dropped + queue_depth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AuditStats {
+    /// Records submitted and not yet committed (queue + spill + the batch
+    /// being written). This is `audit_queue_depth`.
+    pub queue_depth: usize,
+    /// Body bytes currently held by the queue and the batch.
+    pub queued_body_bytes: usize,
+    /// Records committed to the database since open.
+    pub written: u64,
+    /// Records that found the queue full and went to the spill (bodies shed).
+    pub spilled: u64,
+    /// Records stored with their bodies replaced by [`BODY_SHED_MARKER`]
+    /// (spilled ones included).
+    pub bodies_shed: u64,
+    /// Records lost: queue and spill both full, writer gone, or still failing
+    /// to commit at shutdown. Never silent: every one is counted here.
+    pub dropped: u64,
+    /// Failed commits and prunes (each retried or re-run later).
+    pub write_errors: u64,
+    /// Records deleted by retention.
+    pub pruned: u64,
+}
+
+/// The durable audit store: a bounded queue in front of one writer thread
+/// that commits batches to SQLite. See the [module docs](super) for the
+/// design and the overload policy.
+///
+/// `submit` never blocks and never touches the disk. Queries open their own
+/// read-only connection and are blocking calls. Dropping the store (or
+/// [`shutdown`](Self::shutdown)) flushes everything queued and joins the
+/// writer.
+pub struct AuditStore {
+    tx: Option<SyncSender<Msg>>,
+    handle: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    reader: AuditReader,
+    spill_capacity: usize,
+    queue_max_bytes: usize,
+}
+
+impl fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditStore")
+            .field("path", &self.reader.path())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditStore {
+    /// Open (or create) the database at `config.path`, bring it to the
+    /// current schema, and start the writer thread. Retention, if
+    /// configured, starts at once in the background.
+    pub fn open(config: AuditStoreConfig) -> Result<AuditStore, AuditError> {
+        let conn = schema::open_writer(&config.path)?;
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let shared = Arc::new(Shared::default());
+        let settings = WriterSettings {
+            batch_max: config.batch_max.max(1),
+            flush_interval: config.flush_interval,
+            retention_days: config.retention_days,
+            max_bytes: config.max_bytes,
+            prune_interval: config.prune_interval.max(Duration::from_secs(1)),
+        };
+        let writer = Writer::new(conn, rx, Arc::clone(&shared), settings);
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(AuditStore {
+            tx: Some(tx),
+            handle: Some(handle),
+            shared,
+            reader: AuditReader::new(config.path),
+            spill_capacity: config.spill_capacity,
+            queue_max_bytes: config.queue_max_bytes,
+        })
+    }
+
+    /// Hand a record to the writer. Never blocks, never waits on disk.
+    ///
+    /// Normally the record is queued whole. Under overload, in order: if the
+    /// queued bodies would exceed `queue_max_bytes`, the bodies are shed; if
+    /// the queue is full, the record goes to the spill with its bodies shed;
+    /// if the spill is full too, the record is dropped and counted in
+    /// [`AuditStats::dropped`].
+    pub fn submit(&self, mut record: AuditRecord) {
+        let shared = &*self.shared;
+        shared.queue_depth.fetch_add(1, Ordering::Relaxed);
+        let Some(tx) = &self.tx else {
+            shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let bytes = record.body_bytes();
+        let before = shared.queued_body_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mut counted = bytes;
+        let mut shed = false;
+        if bytes > 0 && before.saturating_add(bytes) > self.queue_max_bytes {
+            shared.queued_body_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            counted = 0;
+            shed = shed_bodies(&mut record);
+            shared.bodies_shed.fetch_add(1, Ordering::Relaxed);
+        }
+        let msg = Msg::Record {
+            record: Box::new(record),
+            counted_bytes: counted,
+        };
+        let (msg, writer_gone) = match tx.try_send(msg) {
+            Ok(()) => return,
+            Err(TrySendError::Full(msg)) => (msg, false),
+            Err(TrySendError::Disconnected(msg)) => (msg, true),
+        };
+        shared
+            .queued_body_bytes
+            .fetch_sub(counted, Ordering::Relaxed);
+        let Msg::Record { mut record, .. } = msg else {
+            return;
+        };
+        if !writer_gone && self.spill_capacity > 0 {
+            let mut spill = shared.lock_spill();
+            if spill.len() < self.spill_capacity {
+                if !shed && shed_bodies(&mut record) {
+                    shared.bodies_shed.fetch_add(1, Ordering::Relaxed);
+                }
+                spill.push_back(*record);
+                shared.spilled.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        shared.dropped.fetch_add(1, Ordering::Relaxed);
+        shared.set_error(if writer_gone {
+            "audit record dropped: writer thread is not running".to_owned()
+        } else {
+            "audit record dropped: queue and spill are full".to_owned()
+        });
+    }
+
+    /// Block until every record submitted before this call is committed.
+    /// Not for the request path (it waits for the disk); meant for SIGTERM
+    /// handling and tests. Errors if the commit failed (the records stay
+    /// queued and are retried). While the writer is stuck on a failing disk
+    /// with a full batch it does not read the queue, so this can wait as long
+    /// as the disk does; [`shutdown`](Self::shutdown) is the bounded way out.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        let (ack, done) = channel();
+        self.send_control(Msg::Flush(ack))?;
+        done.recv()
+            .map_err(|_| AuditError::WriterGone)?
+            .map_err(AuditError::Writer)
+    }
+
+    /// Run retention now and wait for it; returns the number of records
+    /// deleted. With no `retention_days`/`max_bytes` it only reclaims free
+    /// pages. Blocking, like [`flush`](Self::flush).
+    pub fn prune(&self) -> Result<u64, AuditError> {
+        let (ack, done) = channel();
+        self.send_control(Msg::Prune(ack))?;
+        done.recv()
+            .map_err(|_| AuditError::WriterGone)?
+            .map_err(AuditError::Writer)
+    }
+
+    fn send_control(&self, msg: Msg) -> Result<(), AuditError> {
+        let tx = self.tx.as_ref().ok_or(AuditError::WriterGone)?;
+        tx.send(msg).map_err(|_| AuditError::WriterGone)
+    }
+
+    /// Stop accepting, commit everything queued and spilled, join the writer,
+    /// and return the final counters. Records that still could not be
+    /// committed are counted in `dropped`.
+    pub fn shutdown(mut self) -> Result<AuditStats, AuditError> {
+        self.close()?;
+        Ok(self.stats())
+    }
+
+    fn close(&mut self) -> Result<(), AuditError> {
+        self.shared.closing.store(true, Ordering::Release);
+        drop(self.tx.take());
+        match self.handle.take() {
+            Some(handle) => handle.join().map_err(|_| AuditError::WriterGone),
+            None => Ok(()),
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> AuditStats {
+        let s = &*self.shared;
+        AuditStats {
+            queue_depth: s.queue_depth.load(Ordering::Relaxed),
+            queued_body_bytes: s.queued_body_bytes.load(Ordering::Relaxed),
+            written: s.written.load(Ordering::Relaxed),
+            spilled: s.spilled.load(Ordering::Relaxed),
+            bodies_shed: s.bodies_shed.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            write_errors: s.write_errors.load(Ordering::Relaxed),
+            pruned: s.pruned.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records submitted and not yet committed (`audit_queue_depth`).
+    pub fn queue_depth(&self) -> usize {
+        self.shared.queue_depth.load(Ordering::Relaxed)
+    }
+
+    /// Records lost so far (see [`AuditStats::dropped`]).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records that went to the spill so far (see [`AuditStats::spilled`]).
+    pub fn spilled(&self) -> u64 {
+        self.shared.spilled.load(Ordering::Relaxed)
+    }
+
+    /// The most recent writer or overload error, for health output.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error()
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        self.reader.path()
+    }
+
+    /// A reader for the same file (cheap; clone it into `spawn_blocking`).
+    pub fn reader(&self) -> &AuditReader {
+        &self.reader
+    }
+
+    /// See [`AuditReader::query`]: newest first, filtered, limited.
+    pub fn query(&self, filter: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        self.reader.query(filter)
+    }
+
+    /// See [`AuditReader::query_after`]: records with `seq > after_seq`,
+    /// oldest first.
+    pub fn query_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
+        self.reader.query_after(after_seq, limit)
+    }
+}
+
+impl Drop for AuditStore {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl AuditSink for AuditStore {
+    fn submit(&self, record: AuditRecord) {
+        AuditStore::submit(self, record);
+    }
+}
+
+/// Replace present bodies with the marker; true if there was one.
+fn shed_bodies(record: &mut AuditRecord) -> bool {
+    let mut any = false;
+    for body in [&mut record.request_body, &mut record.response_body] {
+        if body.is_some() {
+            *body = Some(BODY_SHED_MARKER.to_owned());
+            any = true;
+        }
+    }
+    any
+}
