@@ -9,6 +9,7 @@
 //! drains open streams on SIGTERM/Ctrl-C. The library does the work.
 
 use clap::{Parser, Subcommand};
+use llm_gateway::audit::{AuditQuery, AuditReader, AuditRecord};
 use llm_gateway::config::SecretRef;
 use llm_gateway::{Config, Gateway};
 use std::io::Write;
@@ -34,6 +35,30 @@ struct Cli {
 enum Command {
     /// Serve in the foreground (the default).
     Serve,
+    /// Print recent audit records from the store at `[audit] path`, newest last.
+    Logs {
+        /// How many records.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Keep printing new records as they are written.
+        #[arg(long)]
+        follow: bool,
+        /// Only this request.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Only this model (requested or served).
+        #[arg(long)]
+        model: Option<String>,
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only records since this time (RFC 3339 or unix milliseconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print each record as one JSON line instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,7 +78,109 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
+        Command::Logs {
+            limit,
+            follow,
+            request_id,
+            model,
+            provider,
+            since,
+            json,
+        } => {
+            let query = AuditQuery {
+                limit: Some(limit),
+                request_id,
+                model,
+                provider,
+                since,
+            };
+            logs(&config, query, follow, json)
+        }
     }
+}
+
+fn logs(config: &Config, query: AuditQuery, follow: bool, json: bool) -> ExitCode {
+    let path = &config.audit.path;
+    if !path.exists() {
+        eprintln!(
+            "error: no audit store at {} (set [audit] path, or run from the gateway's directory)",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let reader = AuditReader::new(path);
+    let mut last_seq = match reader.query_with_seq(&query) {
+        Ok(records) => {
+            let last = records.first().map_or(0, |(seq, _)| *seq);
+            for (_, record) in records.iter().rev() {
+                print_record(record, json);
+            }
+            last
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    while follow {
+        std::thread::sleep(Duration::from_millis(500));
+        match reader.query_after(last_seq, 1000) {
+            Ok(records) => {
+                for (seq, record) in records {
+                    last_seq = seq;
+                    print_record(&record, json);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_record(record: &AuditRecord, json: bool) {
+    if json {
+        if let Ok(line) = serde_json::to_string(record) {
+            println!("{line}");
+        }
+        return;
+    }
+    let when = std::time::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(record.timestamp_ms).unwrap_or(0));
+    let tokens = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    println!(
+        "{} {} {:>3} {:<19} {:<10} {:<28} in={} out={} cache_w={} cache_r={} cost={} {}ms{}{}",
+        humantime::format_rfc3339_millis(when),
+        record.request_id,
+        record.status,
+        record.outcome,
+        record.provider.as_deref().unwrap_or("-"),
+        record
+            .served_model
+            .as_deref()
+            .or(record.requested_model.as_deref())
+            .unwrap_or("-"),
+        tokens(record.usage.input_tokens),
+        tokens(record.usage.output_tokens),
+        tokens(record.usage.cache_creation_input_tokens),
+        tokens(record.usage.cache_read_input_tokens),
+        record
+            .cost_usd
+            .as_deref()
+            .map_or_else(|| "unpriced".to_owned(), |c| format!("${c}")),
+        record.latency_ms,
+        if record.attempts.len() > 1 {
+            format!(" attempts={}", record.attempts.len())
+        } else {
+            String::new()
+        },
+        record
+            .error
+            .as_deref()
+            .map_or_else(String::new, |e| format!(" error={e:?}")),
+    );
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {

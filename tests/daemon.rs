@@ -234,3 +234,150 @@ fn config_errors_stop_start_up_and_name_the_key() {
         assert!(stderr.contains(needle), "{needle} not in {stderr}");
     }
 }
+
+fn spawn_in(dir: &std::path::Path, args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(gateway_binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LLM_GATEWAY_CONFIG")
+        .env_remove("ANTHROPIC_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    (child, url)
+}
+
+#[tokio::test]
+async fn kill_dash_nine_a_second_after_a_burst_loses_no_record() {
+    const N: usize = 25;
+    let upstream = MockUpstream::start().await;
+    for _ in 0..N {
+        upstream.push(Reply::json(200, message_json(10, 3)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "[audit]\npath = \"audit.db\"\n[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        ),
+    );
+    let (mut child, url) = spawn_in(
+        dir.path(),
+        &["--config", &config, "--listen", "127.0.0.1:0"],
+    );
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        let response = client()
+            .post(format!("{url}/v1/messages"))
+            .body(messages_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        ids.push(
+            response.headers()["x-gateway-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        let _ = response.bytes().await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    child.kill().unwrap(); // SIGKILL: no flush, no shutdown
+    child.wait().unwrap();
+
+    // Start it again on the same store and ask it.
+    let (mut child, url) = spawn_in(
+        dir.path(),
+        &["--config", &config, "--listen", "127.0.0.1:0"],
+    );
+    let body: serde_json::Value = serde_json::from_slice(
+        &client()
+            .get(format!("{url}/gateway/audit?limit=100"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stored: Vec<&str> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    for id in &ids {
+        assert!(stored.contains(&id.as_str()), "{id} lost");
+    }
+    assert_eq!(stored.len(), N);
+
+    // And the logs command reads the same store.
+    let output = Command::new(gateway_binary())
+        .args(["--config", &config, "logs", "--limit", "5"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.lines().last().unwrap().contains(ids.last().unwrap()),
+        "newest last: {text}"
+    );
+    assert!(
+        text.contains("complete") && text.contains("in=10 out=3"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_flushes_the_audit_store() {
+    const N: usize = 10;
+    let upstream = MockUpstream::start().await;
+    for _ in 0..N {
+        upstream.push(Reply::json(200, message_json(1, 1)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "[audit]\npath = \"audit.db\"\n[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        ),
+    );
+    let (mut child, url) = spawn_in(
+        dir.path(),
+        &["--config", &config, "--listen", "127.0.0.1:0"],
+    );
+    for _ in 0..N {
+        let response = client()
+            .post(format!("{url}/v1/messages"))
+            .body(messages_body(false))
+            .send()
+            .await
+            .unwrap();
+        let _ = response.bytes().await.unwrap();
+    }
+    sigterm(&child);
+    let status = wait_exit(&mut child).await;
+    assert_eq!(status.code(), Some(0));
+    let stats = llm_gateway::audit::AuditReader::new(dir.path().join("audit.db"))
+        .stats()
+        .unwrap();
+    assert_eq!(stats.records as usize, N);
+}
