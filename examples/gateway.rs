@@ -122,7 +122,10 @@ fn logs(config: &Config, query: AuditQuery, follow: bool, json: bool) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    while follow {
+    if !follow {
+        return ExitCode::SUCCESS;
+    }
+    loop {
         std::thread::sleep(Duration::from_millis(500));
         match reader.query_after(last_seq, 1000) {
             Ok(records) => {
@@ -137,7 +140,6 @@ fn logs(config: &Config, query: AuditQuery, follow: bool, json: bool) -> ExitCod
             }
         }
     }
-    ExitCode::SUCCESS
 }
 
 fn print_record(record: &AuditRecord, json: bool) {
