@@ -1,8 +1,10 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! Run with `cargo bench --bench stream_latency`.
 //!
-//! 1. `frames/*`: per-frame cost of the full layer stack over an in-memory body vs the bare body.
-//! 2. `first_event/*`: time to first event on loopback, through the gateway vs direct to the mock.
+//! 1. `frames/*`: one 20-event stream through ErrorResponse, Ingress, Usage and Timeout over an
+//!    in-memory body (request handling included) vs draining the bare body.
+//! 2. `first_event/*`: time to first event on loopback, through the whole gateway (audit with
+//!    bodies, metrics, cost, route, fallback) vs direct to the mock.
 //! 3. `ingress/*`: ingress on a synthetic 100 KB Claude-Code-shaped body vs a full `serde_json::Value` parse.
 //!
 //! Benches measure; nothing here asserts a time.
@@ -50,7 +52,7 @@ fn in_memory_body(
 /// A synthetic Claude Code request: 24 tools, long system blocks with cache_control, ~100 KB.
 fn claude_code_body(stream: bool) -> String {
     let long = "You are an interactive CLI tool that helps users with software engineering tasks. "
-        .repeat(20);
+        .repeat(34);
     let tools: Vec<serde_json::Value> = (0..24)
         .map(|i| {
             serde_json::json!({
@@ -129,7 +131,7 @@ fn frames(c: &mut Criterion) {
         ))
         .service(provider);
     let small_request = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    group.bench_function("full_stack", |b| {
+    group.bench_function("layers", |b| {
         b.to_async(&runtime).iter_batched(
             || {
                 let request = Request::post("/v1/messages")
