@@ -225,6 +225,8 @@ pub struct AuditConfig {
     pub max_body_bytes: usize,
     /// Records older than this many days are pruned (absent = kept).
     pub retention_days: Option<u32>,
+    /// The store is pruned, oldest records first, to stay under this many bytes.
+    pub max_db_bytes: Option<u64>,
 }
 
 impl Default for AuditConfig {
@@ -236,6 +238,7 @@ impl Default for AuditConfig {
             path: "llm-gateway-audit.db".into(),
             max_body_bytes: 1024 * 1024,
             retention_days: None,
+            max_db_bytes: None,
         }
     }
 }

@@ -115,6 +115,7 @@ impl GatewayBuilder {
             (None, true) => {
                 let mut store_config = AuditStoreConfig::new(&config.audit.path);
                 store_config.retention_days = config.audit.retention_days;
+                store_config.max_bytes = config.audit.max_db_bytes;
                 let store = AuditStore::open(store_config).map_err(|e| {
                     ConfigError::at("audit.path", format!("cannot open the audit store: {e}"))
                 })?;

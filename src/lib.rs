@@ -1,37 +1,55 @@
 //! # llm-gateway
 //!
-//! A streaming LLM gateway made of tower layers. Each concern — reading and checking the
-//! request, turning errors into answers, reading usage, time limits — is a `Layer` around
+//! A streaming LLM gateway made of tower layers. Each concern — auditing, metrics,
+//! turning errors into answers, reading and checking the request, routing, fallback,
+//! pricing, reading usage, time limits — is a `Layer` around
 //! one streaming provider `Service`; [`Gateway`] builds the whole stack from a [`Config`]
 //! and hands out an `axum::Router` that another service can mount or nest. The library
 //! installs no global state: no metrics recorder, no tracing subscriber, no signal
 //! handlers.
 //!
 //! ```text
-//! client ─▶ axum ─▶ ErrorResponse ─▶ Ingress ─▶ Usage ─▶ Timeout ─▶ Provider (anthropic)
+//! client ─▶ axum ─▶ Audit ─▶ Metrics ─▶ ErrorResponse ─▶ Ingress ─▶ Route ─▶ Fallback
+//!                                          ┌──────────── per attempt ────────────┘
+//!                                          └▶ Cost ─▶ Usage ─▶ Timeout ─▶ ProviderSet ─▶ anthropic | openai | azure
 //! ```
 //!
-//! Requests are small JSON, read once under a size cap into `http::Request<Bytes>`.
-//! Responses are `http::Response<B>` with a streaming body: each layer that cares about
-//! the answer wraps the body in its own type ([`UsageBody`](usage::UsageBody),
-//! [`TimeoutBody`](timeout::TimeoutBody), [`RescueBody`](error_response::RescueBody)) and
-//! looks at frames as they pass. Nothing buffers a stream, nothing spawns a task per
-//! stream, nothing sits on an unbounded channel: back-pressure and client disconnect
-//! travel by ownership (hyper drops the body → every wrapper drops → reqwest closes the
-//! upstream connection).
+//! Requests are small JSON, read once under a size cap into `http::Request<Bytes>` (so a
+//! fallback replays them for free). Responses are `http::Response<B>` with a streaming
+//! body: each layer that cares about the answer wraps the body in its own type
+//! ([`UsageBody`](usage::UsageBody), [`TimeoutBody`](timeout::TimeoutBody),
+//! [`PeekBody`](fallback::PeekBody), [`RescueBody`](error_response::RescueBody),
+//! [`MetricsBody`](metrics::MetricsBody), [`AuditBody`](audit::AuditBody)) and looks at
+//! frames as they pass. Nothing buffers a stream past its commit point, nothing spawns a
+//! task per stream, nothing sits on an unbounded channel: back-pressure and client
+//! disconnect travel by ownership (hyper drops the body → every wrapper drops → reqwest
+//! closes the upstream connection). Provider services for OpenAI kinds translate in the
+//! leaf, so every layer above sees Anthropic events only.
 //!
 //! ## The extension contract
 //!
 //! | extension | inserted by | read by |
 //! |---|---|---|
-//! | [`RequestId`](error_response::RequestId) (request) | the router, or [`ErrorResponseLayer`](error_response::ErrorResponseLayer) | ingress, error rendering |
-//! | [`RequestMeta`] (request) | [`IngressLayer`](ingress::IngressLayer) | usage, provider |
-//! | [`TargetModel`] (request) | routing (when it picks another model) | provider (rewrites `model`) |
+//! | [`RequestId`](error_response::RequestId) (request) | the router, or the outer layers when used alone | every layer that reports |
+//! | [`AuditDraft`](audit::AuditDraft) (request) | [`AuditLayer`](audit::AuditLayer) | ingress fills it (body, meta) |
+//! | [`AttemptLog`] (request) | [`AuditLayer`](audit::AuditLayer) | fallback appends each attempt |
+//! | [`CostObservers`](cost::CostObservers) (request) | audit, metrics | [`CostLayer`](cost::CostLayer) reports to them |
+//! | `Arc<`[`RequestClock`]`>` (request) | [`MetricsLayer`](metrics::MetricsLayer) | the provider marks send and chunk times |
+//! | [`RequestMeta`] (request) | [`IngressLayer`](ingress::IngressLayer) | route, usage, providers |
+//! | [`RouteDecision`](route::RouteDecision) (request) | [`RouteLayer`](route::RouteLayer) | fallback |
+//! | [`UsageObservers`](usage::UsageObservers) (request) | [`CostLayer`](cost::CostLayer) | [`UsageLayer`](usage::UsageLayer) reports to them |
+//! | [`AttemptTarget`], [`TargetModel`], [`CrossProvider`] (request) | fallback, per attempt | [`ProviderSet`](provider::ProviderSet), the providers |
 //! | [`ServedBy`] (response) | the provider | usage |
+//! | [`ErrorInfo`](error_response::ErrorInfo) (response) | [`ErrorResponseLayer`](error_response::ErrorResponseLayer) | audit |
+//!
+//! Observers flow inward (an outer layer registers, an inner one reports), so each outer
+//! layer learns every attempt's usage and cost without the inner layers knowing it exists.
+//! The outer bodies declare their record guard after the inner body: on a client
+//! disconnect the inner usage tap reports before the outer record closes.
 //!
 //! Errors: every layer below `ErrorResponse` fails with [`Error`]; a non-success
 //! upstream status is an `Error` that keeps the upstream's answer
-//! ([`Error::upstream`]), which the edge returns as it came.
+//! ([`Error::upstream`]), which fallback classifies and the edge returns as it came.
 //!
 //! ## Using a layer alone
 //!
@@ -67,4 +85,7 @@ pub use body::Body;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
-pub use meta::{Endpoint, RequestClock, RequestMeta, ServedBy, TargetModel};
+pub use meta::{
+    AttemptLog, AttemptRecord, AttemptTarget, CrossProvider, Endpoint, RequestClock, RequestMeta,
+    ServedBy, TargetModel,
+};

@@ -1,4 +1,4 @@
-//! The edge of the stack: every [`Error`](crate::Error) becomes an Anthropic-shaped answer.
+//! The edge of the stack: every [`Error`] becomes an Anthropic-shaped answer.
 //!
 //! axum needs an infallible service (an error that reaches hyper drops the connection
 //! with no answer), so this layer sits outermost. It also gives every request its

@@ -3,7 +3,7 @@
 //! The first-byte limit runs from the call until the response *and* its first body frame
 //! have arrived (an upstream that sends headers and then nothing is as dead as one that
 //! sends nothing). After that, each silence between frames may last at most the idle
-//! limit. A limit that passes fails the body with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+//! limit. A limit that passes fails the body with [`ErrorKind::Timeout`].
 //!
 //! ```
 //! use llm_gateway::timeout::TimeoutLayer;
