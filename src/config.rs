@@ -199,12 +199,21 @@ impl Default for TimeoutsConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted (413 above).
     pub max_request_bytes: usize,
+    /// Requests (streams included) in flight at once; the next gets 529 at once.
+    pub max_concurrent_requests: usize,
+    /// Largest request head (request line and headers) read; 431 above. At least 8192.
+    pub max_header_bytes: usize,
+    /// Time a client has to send its request head (slow-loris guard).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_request_bytes: 32 * 1024 * 1024,
+            max_concurrent_requests: 4096,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -289,10 +298,20 @@ impl SecretRef {
                     format!("environment variable {name} is not set"),
                 )),
             },
-            SecretRef::Credential(name) => Err(ConfigError::at(
-                key,
-                format!("credential {name}: the credential store is not available in this build"),
-            )),
+            SecretRef::Credential(name) => {
+                let store = crate::credentials::CredentialStore::open_default()
+                    .map_err(|e| ConfigError::at(key, e))?;
+                match store.get(name).map_err(|e| ConfigError::at(key, e))? {
+                    Some(secret) => Ok(secret),
+                    None => Err(ConfigError::at(
+                        key,
+                        format!(
+                            "credential {name} is not in the credential store {}; add it with `credentials store {name}`",
+                            store.path().display()
+                        ),
+                    )),
+                }
+            }
         }
     }
 }
@@ -364,6 +383,21 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
         Self::from_toml_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// SPEC §6: without an admin token the gateway listens on loopback only.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.admin_token.is_none() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::at(
+                "listen",
+                format!(
+                    "refusing to listen on {} without an admin token: set admin_token = \"env:GATEWAY_ADMIN_TOKEN\" \
+                     (and [auth] client_keys) in the config, or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The provider that serves requests no rule claims.
@@ -589,6 +623,20 @@ cache_read = 0.30
         let debug = format!("{config:?}");
         assert!(!debug.contains("sk-very-secret"), "{debug}");
         assert!(debug.contains("[redacted]"));
+    }
+
+    #[test]
+    fn non_loopback_needs_an_admin_token() {
+        let config = Config::from_toml_str("listen = \"0.0.0.0:8788\"\n").unwrap();
+        let err = config.check_exposure().unwrap_err().to_string();
+        assert!(
+            err.contains("admin_token") && err.contains("127.0.0.1"),
+            "{err}"
+        );
+        let config =
+            Config::from_toml_str("listen = \"0.0.0.0:8788\"\nadmin_token = \"t\"\n").unwrap();
+        assert!(config.check_exposure().is_ok());
+        assert!(Config::default().check_exposure().is_ok());
     }
 
     #[test]

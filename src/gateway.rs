@@ -1,11 +1,13 @@
 //! [`Gateway`]: the whole stack built from a [`Config`], as an `axum::Router`.
 
 use crate::audit::{AuditLayer, AuditOptions, AuditQuery, AuditSink, AuditStore, AuditStoreConfig};
-use crate::config::{Config, ConfigError, ProviderKind};
+use crate::auth::{bearer_matches, AuthLayer};
+use crate::config::{Config, ConfigError, ProviderKind, Secret, SecretRef};
 use crate::cost::{CostLayer, OnCost};
 use crate::error_response::{ErrorResponseLayer, RequestId, REQUEST_ID_HEADER};
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
+use crate::limit::ConcurrencyShedLayer;
 use crate::metrics::{GatewayMetrics, MetricsLayer};
 use crate::pricing::PriceTable;
 use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
@@ -19,7 +21,7 @@ use axum::{Json, Router};
 use http::HeaderValue;
 use serde_json::json;
 use std::collections::HashMap;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::util::BoxCloneSyncService;
@@ -97,7 +99,25 @@ impl GatewayBuilder {
                 ConfigError::at("timeouts", format!("cannot build the HTTP client: {e}"))
             })?,
         };
-        let providers = build_providers(&config, &client)?;
+        let (providers, key_sources) = build_providers(&config, &client)?;
+        let auth = match &config.auth {
+            Some(auth) => AuthLayer::new(
+                auth.client_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        let secret = key.key.resolve(&format!("auth.client_keys[{i}].key"))?;
+                        Ok((key.name.clone(), secret))
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+            ),
+            None => AuthLayer::open(),
+        };
+        let admin_token = config
+            .admin_token
+            .as_ref()
+            .map(|token| token.resolve("admin_token"))
+            .transpose()?;
         let route = ConfigRoutePolicy::from_config(&config)?;
         let health = Arc::new(ProviderHealth::default());
         let mut prices = PriceTable::builtin();
@@ -138,6 +158,10 @@ impl GatewayBuilder {
             .layer(audit)
             .layer(MetricsLayer::new(metrics.clone()))
             .layer(ErrorResponseLayer::new())
+            .layer(ConcurrencyShedLayer::new(
+                config.limits.max_concurrent_requests,
+            ))
+            .layer(auth)
             .layer(IngressLayer::new(config.limits.max_request_bytes))
             .layer(RouteLayer::new(route))
             .layer(fallback)
@@ -154,12 +178,20 @@ impl GatewayBuilder {
             metrics,
             health,
             audit: audit_store,
+            admin_token,
+            key_sources,
         });
-        let router = Router::new()
-            .route("/gateway/health", get(health_status))
+        let admin = Router::new()
             .route("/gateway/metrics", get(metrics_summary))
             .route("/metrics", get(prometheus))
             .route("/gateway/audit", get(audit_records))
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                require_admin,
+            ));
+        let router = Router::new()
+            .route("/gateway/health", get(health_status))
+            .merge(admin)
             .with_state(state.clone())
             .route_service("/v1/messages", stack.clone())
             .route_service("/v1/messages/count_tokens", stack.clone())
@@ -172,10 +204,25 @@ impl GatewayBuilder {
     }
 }
 
-/// One provider service per configured provider, keys resolved now.
-fn build_providers(config: &Config, client: &reqwest::Client) -> Result<ProviderSet, ConfigError> {
+/// One provider service per configured provider, keys resolved now; and where each
+/// provider's key comes from.
+fn build_providers(
+    config: &Config,
+    client: &reqwest::Client,
+) -> Result<(ProviderSet, Vec<(String, &'static str)>), ConfigError> {
     let mut services: HashMap<Arc<str>, ProviderService> = HashMap::new();
+    let mut sources = Vec::new();
     for (name, provider) in &config.providers {
+        sources.push((
+            name.clone(),
+            match (&provider.api_key, provider.kind) {
+                (Some(SecretRef::Env(_)), _) => "env",
+                (Some(SecretRef::Credential(_)), _) => "credential_store",
+                (Some(SecretRef::Literal(_)), _) => "config",
+                (None, ProviderKind::Anthropic) if config.auth.is_none() => "client_passthrough",
+                (None, _) => "none",
+            },
+        ));
         let api_key = provider
             .api_key
             .as_ref()
@@ -197,7 +244,7 @@ fn build_providers(config: &Config, client: &reqwest::Client) -> Result<Provider
     let default = config
         .default_provider()
         .ok_or_else(|| ConfigError::at("routing.default_provider", "no provider is configured"))?;
-    Ok(ProviderSet::new(services, default))
+    Ok((ProviderSet::new(services, default), sources))
 }
 
 fn log_cost(report: crate::cost::CostReport) {
@@ -237,6 +284,25 @@ struct GatewayState {
     metrics: GatewayMetrics,
     health: Arc<ProviderHealth>,
     audit: Option<Arc<AuditStore>>,
+    admin_token: Option<Secret>,
+    /// Where each provider's key comes from, for `/gateway/health` (never the key).
+    key_sources: Vec<(String, &'static str)>,
+}
+
+/// SPEC §6: with an admin token, the admin endpoints need `Authorization: Bearer <token>`.
+async fn require_admin(
+    State(state): State<Arc<GatewayState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match &state.admin_token {
+        Some(token) if !bearer_matches(request.headers(), token) => gateway_error(
+            http::StatusCode::FORBIDDEN,
+            "permission_error",
+            "this endpoint needs Authorization: Bearer <admin_token>",
+        ),
+        _ => next.run(request).await,
+    }
 }
 
 impl Gateway {
@@ -266,45 +332,77 @@ impl Gateway {
     }
 
     /// Serve on `listener` until `shutdown` resolves, then let open requests finish for
-    /// up to `grace`. Returns once the server has stopped.
+    /// up to `grace`, and flush the audit store. Returns once the server has stopped.
+    ///
+    /// Each connection gets `TCP_NODELAY` (streams are many small writes: without it
+    /// Nagle and the client's delayed ACK hold events for up to 40 ms), a bound on the
+    /// request head (`limits.max_header_bytes`, 431 above) and a time limit for sending
+    /// it (`limits.header_read_timeout_ms`, the slow-loris guard).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
         grace: Duration,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // Streams are many small writes: without TCP_NODELAY, Nagle and the client's
-        // delayed ACK hold each event for up to 40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        use hyper_util::server::conn::auto;
+        use hyper_util::service::TowerToHyperService;
+
+        let limits = &self.state.config.limits;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+            .max_buf_size(limits.max_header_bytes);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let service = TowerToHyperService::new(self.router());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            if let Err(error) = stream.set_nodelay(true) {
                 tracing::debug!(%error, "could not set TCP_NODELAY");
             }
-        });
-        let server = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .into_future();
-        tokio::pin!(server);
-        tokio::select! {
-            result = &mut server => return result,
-            () = shutdown => {}
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+                .into_owned();
+            let connection = graceful.watch(connection);
+            // One task per connection, as every hyper server; streams within it are not
+            // spawned.
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
         }
+        drop(listener);
         tracing::info!(
             grace_ms = grace.as_millis() as u64,
             "shutting down: draining open requests"
         );
-        let _ = stop_tx.send(());
-        let result = match tokio::time::timeout(grace, server).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!("grace period over; closing the remaining streams");
-                Ok(())
-            }
-        };
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; closing the remaining streams");
+        }
         self.flush_audit().await;
-        result
+        Ok(())
     }
 
     /// Wait until every audit record handed to the store so far is committed.
@@ -342,6 +440,12 @@ async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoRespo
             "default_provider": config.default_provider(),
             "fallback_chain": config.routing.fallback_chain,
         },
+        "credentials": state
+            .key_sources
+            .iter()
+            .map(|(name, source)| (name.clone(), serde_json::Value::from(*source)))
+            .collect::<serde_json::Map<_, _>>(),
+        "auth": config.auth.is_some(),
         "audit": {
             "enabled": config.audit.enabled,
             "log_request_bodies": config.audit.log_request_bodies,

@@ -64,14 +64,17 @@
 //! ```
 
 pub mod audit;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod cost;
+pub mod credentials;
 pub mod error;
 pub mod error_response;
 pub mod fallback;
 mod gateway;
 pub mod ingress;
+pub mod limit;
 pub mod meta;
 pub mod metrics;
 pub mod pricing;

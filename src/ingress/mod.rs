@@ -132,7 +132,10 @@ where
         model_span: None,
         stream: false,
         agent_type: None,
-        client: None,
+        client: parts
+            .extensions
+            .get::<crate::auth::ClientName>()
+            .map(|c| c.0.to_string()),
         received_at,
         received_at_wall,
     };

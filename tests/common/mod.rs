@@ -116,9 +116,11 @@ pub async fn start_gateway(mut config: Config) -> TestGateway {
         .expect("gateway builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = gateway.router();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        gateway
+            .serve(listener, std::future::pending(), Duration::ZERO)
+            .await
+            .unwrap();
     });
     TestGateway {
         url,
