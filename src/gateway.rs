@@ -204,12 +204,16 @@ impl GatewayBuilder {
     }
 }
 
+/// Where each provider's key comes from: `env`, `credential_store`, `config`,
+/// `client_passthrough` or `none`.
+type KeySources = Vec<(String, &'static str)>;
+
 /// One provider service per configured provider, keys resolved now; and where each
 /// provider's key comes from.
 fn build_providers(
     config: &Config,
     client: &reqwest::Client,
-) -> Result<(ProviderSet, Vec<(String, &'static str)>), ConfigError> {
+) -> Result<(ProviderSet, KeySources), ConfigError> {
     let mut services: HashMap<Arc<str>, ProviderService> = HashMap::new();
     let mut sources = Vec::new();
     for (name, provider) in &config.providers {
@@ -286,7 +290,7 @@ struct GatewayState {
     audit: Option<Arc<AuditStore>>,
     admin_token: Option<Secret>,
     /// Where each provider's key comes from, for `/gateway/health` (never the key).
-    key_sources: Vec<(String, &'static str)>,
+    key_sources: KeySources,
 }
 
 /// SPEC §6: with an admin token, the admin endpoints need `Authorization: Bearer <token>`.
