@@ -381,3 +381,226 @@ async fn sigterm_flushes_the_audit_store() {
         .unwrap();
     assert_eq!(stats.records as usize, N);
 }
+
+fn run(home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(gateway_binary())
+        .args(args)
+        .current_dir(home)
+        .env("LLM_GATEWAY_HOME", home)
+        .env_remove("LLM_GATEWAY_CONFIG")
+        .env_remove("ANTHROPIC_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn credentials_round_trip_in_an_owner_only_file_and_feed_a_provider() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        home.path(),
+        &["credentials", "store", "ANTHROPIC_API_KEY"],
+        Some("sk-ant-stored-91c2\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("sk-ant-stored-91c2"));
+    let out = run(
+        home.path(),
+        &["credentials", "store", "OTHER", "v-arg"],
+        None,
+    );
+    assert!(out.status.success());
+    let file = home.path().join("credentials.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let out = run(home.path(), &["credentials", "list"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ANTHROPIC_API_KEY\nOTHER\n",
+        "names only"
+    );
+    let out = run(
+        home.path(),
+        &["credentials", "retrieve", "ANTHROPIC_API_KEY"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sk-ant-stored-91c2\n");
+    let out = run(home.path(), &["credentials", "delete", "OTHER"], None);
+    assert!(out.status.success());
+    let out = run(home.path(), &["credentials", "retrieve", "OTHER"], None);
+    assert!(!out.status.success());
+
+    // With no config, the stored key is the one the default provider uses.
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::json(200, message_json(1, 1)));
+    let config_dir = tempfile::tempdir_in(home.path()).unwrap();
+    let config = write_config(
+        &config_dir,
+        &format!(
+            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"credential:ANTHROPIC_API_KEY\"\n",
+            upstream.url()
+        ),
+    );
+    let mut child = Command::new(gateway_binary())
+        .args(["--config", &config, "--listen", "127.0.0.1:0"])
+        .current_dir(home.path())
+        .env("LLM_GATEWAY_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let response = client()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", "sk-client")
+        .body(messages_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let health: serde_json::Value = serde_json::from_slice(
+        &client()
+            .get(format!("{url}/gateway/health"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        upstream.requests()[0].header("x-api-key"),
+        Some("sk-ant-stored-91c2")
+    );
+    assert_eq!(health["credentials"]["anthropic"], "credential_store");
+}
+
+#[test]
+fn a_missing_credential_stops_start_up_with_a_clear_message() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"https://x.test\"\napi_key = \"credential:NOPE\"\n",
+    )
+    .unwrap();
+    let out = run(
+        home.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("providers.anthropic.api_key") && stderr.contains("credentials store NOPE"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn refuses_a_non_loopback_address_without_an_admin_token() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(home.path(), &["--listen", "0.0.0.0:0"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("admin_token") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn start_status_stop_as_real_processes() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(home.path(), &["status"], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not running"));
+
+    let out = run(home.path(), &["--listen", "127.0.0.1:0", "start"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        started.starts_with("started llm-gateway (pid "),
+        "{started}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("gateway.state.json")).unwrap())
+            .unwrap();
+    let pid = state["pid"].as_u64().unwrap();
+    let address = state["address"].as_str().unwrap().to_owned();
+
+    let out = run(home.path(), &["--listen", "127.0.0.1:0", "start"], None);
+    assert!(!out.status.success(), "a second start is refused");
+
+    let out = run(home.path(), &["status"], None);
+    assert!(out.status.success());
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(status.contains(&format!("pid:      {pid}")), "{status}");
+    assert!(status.contains(&address), "{status}");
+    assert!(status.contains("uptime:"), "{status}");
+    assert!(
+        status.contains("\"status\":\"healthy\""),
+        "the health answer: {status}"
+    );
+
+    let out = run(home.path(), &["stop"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("stopped llm-gateway (pid {pid})"))
+    );
+    // Exited: gone, or a zombie waiting for its new parent to reap it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    assert!(
+        stat.is_empty() || state.starts_with('Z'),
+        "still running: {stat}"
+    );
+    assert!(!home.path().join("gateway.state.json").exists());
+    let out = run(home.path(), &["status"], None);
+    assert_eq!(out.status.code(), Some(3));
+    let out = run(home.path(), &["stop"], None);
+    assert_eq!(out.status.code(), Some(3));
+}

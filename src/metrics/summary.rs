@@ -23,6 +23,7 @@ pub(crate) struct Summary {
     by_provider: BTreeMap<String, Money>,
     by_model: BTreeMap<String, Money>,
     by_agent_type: BTreeMap<String, Money>,
+    by_client: BTreeMap<String, Money>,
     /// Exact cost per (provider, model label), for the Prometheus counter.
     pub(crate) cost_by_series: BTreeMap<(String, String), Money>,
     recent: VecDeque<Value>,
@@ -75,6 +76,9 @@ impl Summary {
                     add_bounded(&mut self.by_model, &model_name, cost);
                     let agent = report.usage.agent_type.as_deref().unwrap_or("none");
                     add_bounded(&mut self.by_agent_type, agent, cost);
+                    if let Some(client) = &report.usage.client {
+                        add_bounded(&mut self.by_client, client, cost);
+                    }
                     let label = report.priced_as.clone().unwrap_or_else(|| "other".into());
                     *self
                         .cost_by_series
@@ -132,6 +136,7 @@ impl Summary {
             "by_provider": money_map(&self.by_provider),
             "by_model": money_map(&self.by_model),
             "by_agent_type": money_map(&self.by_agent_type),
+            "by_client": money_map(&self.by_client),
             "recent": self.recent.iter().cloned().collect::<Vec<_>>(),
         })
     }

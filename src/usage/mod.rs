@@ -74,6 +74,8 @@ pub struct UsageReport {
     pub model: Option<String>,
     /// The request's `agent_type`, if it had one.
     pub agent_type: Option<String>,
+    /// The name of the client key that made the request, when auth is on.
+    pub client: Option<String>,
     /// Whether the answer was a stream.
     pub stream: bool,
     /// The usage seen.

@@ -3,6 +3,9 @@
 //! ```sh
 //! cargo run --example gateway                      # 127.0.0.1:8788, one anthropic provider
 //! cargo run --example gateway -- --config gateway.toml --listen 127.0.0.1:0
+//! cargo run --example gateway -- start | status | stop      # as a background daemon
+//! cargo run --example gateway -- logs --follow              # tail the audit store
+//! cargo run --example gateway -- credentials store ANTHROPIC_API_KEY   # value from stdin
 //! ```
 //!
 //! The daemon: reads the config, installs tracing, serves the library's router and
@@ -11,12 +14,15 @@
 use clap::{Parser, Subcommand};
 use llm_gateway::audit::{AuditQuery, AuditReader, AuditRecord};
 use llm_gateway::config::SecretRef;
+use llm_gateway::credentials::CredentialStore;
 use llm_gateway::{Config, Gateway};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod daemon;
 
 #[derive(Parser)]
 #[command(name = "llm-gateway", about = "A streaming LLM gateway")]
@@ -34,7 +40,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve in the foreground (the default).
-    Serve,
+    Serve {
+        /// Write the state file `status` and `stop` read (set by `start`).
+        #[arg(long, hide = true)]
+        write_state: bool,
+    },
+    /// Start the gateway in the background; its output goes to `gateway.log` in the home directory.
+    Start,
+    /// Stop the background gateway (SIGTERM, then wait for it to drain).
+    Stop,
+    /// Say whether the background gateway runs: pid, address, uptime, health.
+    Status,
+    /// Manage the credential store (`api_key = "credential:NAME"`).
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
     /// Print recent audit records from the store at `[audit] path`, newest last.
     Logs {
         /// How many records.
@@ -61,6 +82,19 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum CredentialsCommand {
+    /// Store a secret; the value is read from stdin when not given (preferred: an
+    /// argument shows in the process list).
+    Store { name: String, value: Option<String> },
+    /// Print a secret.
+    Retrieve { name: String },
+    /// List the stored names (never the values).
+    List,
+    /// Delete a secret.
+    Delete { name: String },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -69,6 +103,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // These need no configuration.
+    match &cli.command {
+        Some(Command::Credentials { command }) => return daemon::credentials(command),
+        Some(Command::Stop) => return daemon::stop(),
+        Some(Command::Status) => return daemon::status(),
+        _ => {}
+    }
     let config = match load_config(&cli) {
         Ok(config) => config,
         Err(message) => {
@@ -76,8 +117,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
+    match cli.command.unwrap_or(Command::Serve { write_state: false }) {
+        Command::Serve { write_state } => serve(config, write_state),
+        Command::Start => daemon::start(&config),
+        Command::Stop | Command::Status | Command::Credentials { .. } => {
+            unreachable!("handled above")
+        }
         Command::Logs {
             limit,
             follow,
@@ -190,11 +235,19 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => {
             let mut config = Config::default();
-            // No config: the key comes from the environment, else the client's own is used.
-            if std::env::var_os("ANTHROPIC_API_KEY").is_some_and(|v| !v.is_empty()) {
-                if let Some(provider) = config.providers.get_mut("anthropic") {
-                    provider.api_key = Some(SecretRef::Env("ANTHROPIC_API_KEY".into()));
-                }
+            // No config: the key comes from the environment, else the credential store,
+            // else the client's own is passed through (`/gateway/health` says which).
+            let key = if std::env::var_os("ANTHROPIC_API_KEY").is_some_and(|v| !v.is_empty()) {
+                Some(SecretRef::Env("ANTHROPIC_API_KEY".into()))
+            } else {
+                CredentialStore::open_default()
+                    .and_then(|store| store.get("ANTHROPIC_API_KEY"))
+                    .ok()
+                    .flatten()
+                    .map(|_| SecretRef::Credential("ANTHROPIC_API_KEY".into()))
+            };
+            if let Some(provider) = config.providers.get_mut("anthropic") {
+                provider.api_key = key;
             }
             config
         }
@@ -202,10 +255,11 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
+    config.check_exposure().map_err(|e| e.to_string())?;
     Ok(config)
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, write_state: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -236,7 +290,22 @@ fn serve(config: Config) -> ExitCode {
         let address = listener.local_addr().unwrap_or(listen);
         println!("listening on http://{address}");
         let _ = std::io::stdout().flush();
-        match gateway.serve(listener, shutdown_signal(), grace).await {
+        let state = if write_state {
+            match daemon::write_state(address) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    eprintln!("error: cannot write the state file: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            None
+        };
+        let served = gateway.serve(listener, shutdown_signal(), grace).await;
+        if let Some(path) = state {
+            daemon::remove_state(&path);
+        }
+        match served {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
