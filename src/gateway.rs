@@ -31,19 +31,23 @@ use tower::ServiceBuilder;
 ///
 /// The order, outermost first, and why each layer sits where it does:
 ///
-/// 1. `Metrics` — outermost, so it sees the final status of every request, errors
-///    included, and records each request once when its body ends or is dropped.
-/// 2. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
-/// 3. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
+/// 1. `Audit` — outermost, so every `/v1` request, refused ones included, leaves one
+///    record, closed when its body ends or is dropped (after everything inside reported).
+/// 2. `Metrics` — sees the final status of every request, errors included, and records
+///    each request once.
+/// 3. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
+/// 4. `Shed` — refuses requests over the concurrency limit with 529 before any work.
+/// 5. `Auth` — checks the client key before the body is even read.
+/// 6. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
 ///    and a [`RequestMeta`](crate::RequestMeta).
-/// 4. `Route` — decides the attempts (provider and model) from the config's rules.
-/// 5. `Fallback` — calls the attempts in order; holds a stream until its first content
+/// 7. `Route` — decides the attempts (provider and model) from the config's rules.
+/// 8. `Fallback` — calls the attempts in order; holds a stream until its first content
 ///    event so a failure before it moves to the next provider.
-/// 6. `Cost` — prices each attempt's usage report with the price table.
-/// 7. `Usage` — taps each attempt's answer, so every attempt is accounted.
-/// 8. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
-/// 9. the [`ProviderSet`], dispatching to the attempt's provider (translating for
-///    OpenAI kinds, so everything above sees Anthropic events only).
+/// 9. `Cost` — prices each attempt's usage report with the price table.
+/// 10. `Usage` — taps each attempt's answer, so every attempt is accounted.
+/// 11. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
+/// 12. the [`ProviderSet`], dispatching to the attempt's provider (translating for
+///     OpenAI kinds, so everything above sees Anthropic events only).
 pub struct GatewayBuilder {
     config: Config,
     audit_sink: Option<Arc<dyn AuditSink>>,

@@ -9,7 +9,7 @@
 //! handlers.
 //!
 //! ```text
-//! client ─▶ axum ─▶ Audit ─▶ Metrics ─▶ ErrorResponse ─▶ Ingress ─▶ Route ─▶ Fallback
+//! client ─▶ axum ─▶ Audit ─▶ Metrics ─▶ ErrorResponse ─▶ Shed ─▶ Auth ─▶ Ingress ─▶ Route ─▶ Fallback
 //!                                          ┌──────────── per attempt ────────────┘
 //!                                          └▶ Cost ─▶ Usage ─▶ Timeout ─▶ ProviderSet ─▶ anthropic | openai | azure
 //! ```
@@ -35,6 +35,7 @@
 //! | [`AttemptLog`] (request) | [`AuditLayer`](audit::AuditLayer) | fallback appends each attempt |
 //! | [`CostObservers`](cost::CostObservers) (request) | audit, metrics | [`CostLayer`](cost::CostLayer) reports to them |
 //! | `Arc<`[`RequestClock`]`>` (request) | [`MetricsLayer`](metrics::MetricsLayer) | the provider marks send and chunk times |
+//! | [`ClientName`](auth::ClientName) (request) | [`AuthLayer`](auth::AuthLayer) | ingress (into `RequestMeta::client`) |
 //! | [`RequestMeta`] (request) | [`IngressLayer`](ingress::IngressLayer) | route, usage, providers |
 //! | [`RouteDecision`](route::RouteDecision) (request) | [`RouteLayer`](route::RouteLayer) | fallback |
 //! | [`UsageObservers`](usage::UsageObservers) (request) | [`CostLayer`](cost::CostLayer) | [`UsageLayer`](usage::UsageLayer) reports to them |
