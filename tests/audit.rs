@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use llm_gateway::config::{Secret, SecretRef};
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn by_id<'a>(records: &'a [Value], id: &str) -> &'a Value {
     records
@@ -141,11 +141,7 @@ async fn a_client_disconnect_is_recorded_with_the_usage_seen_so_far() {
     let upstream = MockUpstream::start().await;
     let events = mock::split_events(&fixture("text_basic.sse"));
     let commit = through_commit(&events);
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
-    steps.push(Step::Hang);
+    let steps = through_commit_then(&events, vec![Step::Hang]);
     upstream.push(Reply::sse(steps));
     let closed = upstream.on_close();
     let gateway = start_gateway(config_for(&upstream)).await;
@@ -264,35 +260,14 @@ async fn bodies_are_not_kept_when_turned_off() {
     );
 }
 
-/// A writer for captured logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 const PROVIDER_KEY: &str = "sk-ant-PROVIDERKEY-5f1e0c";
 const CLIENT_KEY: &str = "sk-ant-CLIENTKEY-9a7b3d";
 const BEARER: &str = "BEARERTOKEN-77aa21";
 
 #[tokio::test]
 async fn secrets_never_reach_the_store_or_the_logs() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    // The test runtime is single-threaded: the gateway's tasks log through this too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
 
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
@@ -340,18 +315,14 @@ async fn secrets_never_reach_the_store_or_the_logs() {
     assert_eq!(records.len(), 4);
     drop(gateway); // closes the store: everything is in the files now
 
-    for (what, bytes) in searched_outputs(&records, &logs) {
-        for secret in [PROVIDER_KEY, CLIENT_KEY, BEARER] {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{secret} found in {what}"
-            );
-        }
-    }
+    assert_no_secret(
+        &searched_outputs(&records, &logs),
+        &[PROVIDER_KEY, CLIENT_KEY, BEARER],
+    );
 }
 
 /// The bytes to search: the audit records as served, and the captured log lines.
-fn searched_outputs(records: &[Value], logs: &Captured) -> Vec<(String, Vec<u8>)> {
+fn searched_outputs(records: &[Value], logs: &CapturedLogs) -> Vec<(String, Vec<u8>)> {
     let logged = logs.0.lock().unwrap().clone();
     assert!(!logged.is_empty(), "logs were captured");
     vec![

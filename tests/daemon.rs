@@ -117,11 +117,7 @@ async fn sigterm_drains_open_streams_then_exits_zero() {
     let events = split_events(&fixture("text_basic.sse"));
     let commit = through_commit(&events);
     let (go_tx, go_rx) = oneshot::channel();
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
-    steps.push(Step::Wait(go_rx));
+    let mut steps = through_commit_then(&events, vec![Step::Wait(go_rx)]);
     steps.extend(
         events[commit..]
             .iter()
@@ -181,11 +177,7 @@ async fn a_stream_outliving_the_grace_period_does_not_block_exit() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
     let commit = through_commit(&events);
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
-    steps.push(Step::Hang);
+    let steps = through_commit_then(&events, vec![Step::Hang]);
     upstream.push(Reply::sse(steps));
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(

@@ -7,7 +7,6 @@ use common::*;
 use llm_gateway::config::{AuthConfig, ClientKey, Secret, SecretRef};
 use llm_gateway::Config;
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT_KEY_CI: &str = "gk-ci-4b2c91aa77";
@@ -234,11 +233,7 @@ async fn over_the_concurrency_limit_requests_are_shed_with_529_and_admitted_ones
     for _ in 0..LIMIT {
         let (tx, rx) = tokio::sync::oneshot::channel();
         releases.push(tx);
-        let mut steps: Vec<Step> = events[..commit]
-            .iter()
-            .map(|e| Step::Send(e.clone().into_bytes()))
-            .collect();
-        steps.push(Step::Wait(rx));
+        let mut steps = through_commit_then(&events, vec![Step::Wait(rx)]);
         steps.extend(
             events[commit..]
                 .iter()
@@ -350,29 +345,10 @@ async fn a_slow_client_is_cut_off_and_oversized_headers_are_refused() {
     assert!(upstream.requests().is_empty());
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_secret_in_the_store_the_logs_the_admin_output_or_config_debug() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
 
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
@@ -435,12 +411,8 @@ async fn no_secret_in_the_store_the_logs_the_admin_output_or_config_debug() {
     assert!(outputs
         .iter()
         .any(|(what, b)| what.ends_with("audit.db") && !b.is_empty()));
-    for (what, bytes) in &outputs {
-        for secret in [CLIENT_KEY_CI, CLIENT_KEY_DEV, ADMIN_TOKEN, PROVIDER_KEY] {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{secret} leaked into {what}"
-            );
-        }
-    }
+    assert_no_secret(
+        &outputs,
+        &[CLIENT_KEY_CI, CLIENT_KEY_DEV, ADMIN_TOKEN, PROVIDER_KEY],
+    );
 }

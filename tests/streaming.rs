@@ -17,10 +17,7 @@ async fn events_arrive_one_by_one_no_buffering() {
     // after it, every event must reach the client before the mock sends the next one:
     // a gateway that buffered anything would deadlock here.
     let mut gates = Vec::new();
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
+    let mut steps = through_commit_then(&events, vec![]);
     for event in &events[commit..] {
         let (tx, rx) = oneshot::channel();
         gates.push(tx);
@@ -85,11 +82,7 @@ async fn client_hanging_up_closes_the_upstream_connection() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
     let commit = through_commit(&events);
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
-    steps.push(Step::Hang);
+    let steps = through_commit_then(&events, vec![Step::Hang]);
     upstream.push(Reply::sse(steps));
     let closed = upstream.on_close();
     let gateway = start_gateway(config_for(&upstream)).await;
@@ -224,11 +217,7 @@ async fn a_stream_gone_silent_hits_the_idle_timeout() {
     let upstream = MockUpstream::start().await;
     let events = split_events(&fixture("text_basic.sse"));
     let commit = through_commit(&events);
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
-    steps.push(Step::Hang);
+    let steps = through_commit_then(&events, vec![Step::Hang]);
     upstream.push(Reply::sse(steps));
     let closed = upstream.on_close();
     let mut config = config_for(&upstream);
@@ -247,7 +236,7 @@ async fn a_stream_gone_silent_hits_the_idle_timeout() {
     })
     .await
     .unwrap();
-    assert!(text.starts_with(&events[0]));
+    assert!(text.starts_with(&events[..commit].concat()));
     assert!(
         text.ends_with("\n\n") && text.contains("event: error\ndata: "),
         "{text}"

@@ -1,7 +1,7 @@
 //! [`AuditLayer`]: one record per request, closed exactly once, handed to a sink.
 
 use super::{AuditAttempt, AuditRecord, AuditSink, AuditUsage};
-use crate::cost::{CostObservers, CostReport, OnCost};
+use crate::cost::{CostCollector, CostObservers};
 use crate::error_response::{ErrorInfo, RequestId};
 use crate::meta::{AttemptLog, Endpoint, RequestMeta};
 use crate::provider::PROVIDER_HEADER;
@@ -107,18 +107,6 @@ pub struct AuditService<S> {
     layer: AuditLayer,
 }
 
-#[derive(Default)]
-struct CollectCosts(Mutex<Vec<CostReport>>);
-
-impl OnCost for CollectCosts {
-    fn on_cost(&self, report: CostReport) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(report);
-    }
-}
-
 impl<S, ReqB, ResB> Service<Request<ReqB>> for AuditService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -144,7 +132,7 @@ where
             });
             let draft = AuditDraft::default();
             let attempts = AttemptLog::default();
-            let costs = Arc::new(CollectCosts::default());
+            let costs = Arc::new(CostCollector::default());
             extensions.insert(draft.clone());
             extensions.insert(attempts.clone());
             CostObservers::push(extensions, costs.clone());
@@ -334,7 +322,7 @@ struct Recorder {
     timestamp: SystemTime,
     draft: AuditDraft,
     attempts: AttemptLog,
-    costs: Arc<CollectCosts>,
+    costs: Arc<CostCollector>,
     status: u16,
     stream: bool,
     provider: Option<String>,
@@ -359,13 +347,7 @@ impl Recorder {
             let mut draft = self.draft.lock();
             (draft.body.take(), draft.meta.take())
         };
-        let costs = std::mem::take(
-            &mut *self
-                .costs
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let costs = self.costs.take();
         // The attempt that served is the last one that produced an answer.
         let served = costs.last();
         let ending = self.ended.unwrap_or(Ending::Dropped);

@@ -93,6 +93,31 @@ impl std::fmt::Debug for CostObservers {
     }
 }
 
+/// Collects the cost reports of one request's attempts (an outer layer's observer).
+#[derive(Debug, Default)]
+pub struct CostCollector(std::sync::Mutex<Vec<CostReport>>);
+
+impl CostCollector {
+    /// The reports collected so far, leaving none behind.
+    pub fn take(&self) -> Vec<CostReport> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl OnCost for CostCollector {
+    fn on_cost(&self, report: CostReport) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(report);
+    }
+}
+
 /// Prices usage reports; see the [module docs](self).
 pub struct CostLayer<H> {
     pricer: Arc<Pricer>,

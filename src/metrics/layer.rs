@@ -1,5 +1,5 @@
 use super::{FinishedRequest, GatewayMetrics};
-use crate::cost::{CostObservers, CostReport, OnCost};
+use crate::cost::{CostCollector, CostObservers};
 use crate::error_response::RequestId;
 use crate::meta::RequestClock;
 use crate::provider::PROVIDER_HEADER;
@@ -9,7 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tower::{Layer, Service};
@@ -45,19 +45,6 @@ pub struct MetricsService<S> {
     metrics: GatewayMetrics,
 }
 
-/// Collects the cost reports of one request's attempts.
-#[derive(Default)]
-struct CollectCosts(Mutex<Vec<CostReport>>);
-
-impl OnCost for CollectCosts {
-    fn on_cost(&self, report: CostReport) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(report);
-    }
-}
-
 impl<S, ReqB, ResB> Service<Request<ReqB>> for MetricsService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -72,7 +59,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let pending = (request.uri().path() == "/v1/messages").then(|| {
-            let costs = Arc::new(CollectCosts::default());
+            let costs = Arc::new(CostCollector::default());
             let clock = Arc::new(RequestClock::start());
             let extensions = request.extensions_mut();
             CostObservers::push(extensions, costs.clone());
@@ -159,7 +146,7 @@ pub(crate) struct Tracker {
     request_id: String,
     started: Instant,
     timestamp: SystemTime,
-    costs: Arc<CollectCosts>,
+    costs: Arc<CostCollector>,
     clock: Arc<RequestClock>,
     status: u16,
     provider: Option<String>,
@@ -176,13 +163,7 @@ impl Tracker {
         if self.stream {
             self.metrics.stream_closed();
         }
-        let costs = std::mem::take(
-            &mut *self
-                .costs
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let costs = self.costs.take();
         let overhead = self
             .clock
             .time_to_send()

@@ -248,3 +248,54 @@ pub fn openai_stream(chunks: &[serde_json::Value]) -> String {
     text.push_str("data: [DONE]\n\n");
     text
 }
+
+/// The steps that send `events` up to the commit point, then `rest`.
+pub fn through_commit_then(events: &[String], rest: Vec<Step>) -> Vec<Step> {
+    let commit = through_commit(events);
+    let mut steps: Vec<Step> = events[..commit]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.extend(rest);
+    steps
+}
+
+/// Log lines captured from a `tracing` subscriber, to search for secrets.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Capture every log line at TRACE on this thread (tests run single-threaded
+    /// runtimes, so the gateway's tasks log here too) until the guard drops.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+}
+
+/// Panic if any of `secrets` appears in any of `outputs` (name, bytes).
+pub fn assert_no_secret(outputs: &[(String, Vec<u8>)], secrets: &[&str]) {
+    for (what, bytes) in outputs {
+        for secret in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} leaked into {what}"
+            );
+        }
+    }
+}
