@@ -3,8 +3,8 @@
 use crate::hist::Histogram;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What one phase (one target) does.
@@ -19,6 +19,9 @@ pub struct Plan {
     pub timeout: Duration,
     /// Text deltas each answer must have.
     pub events: usize,
+    /// Worker `i` of `n` starts `i/n × ramp` late, so paced streams do not start (and
+    /// end) in lockstep waves: about one stream's length when paced, 0 unpaced.
+    pub ramp: Duration,
 }
 
 /// Counters the progress line reads while a phase runs.
@@ -36,6 +39,9 @@ pub struct PhaseResult {
     /// The first few distinct error messages.
     pub error_samples: Vec<String>,
     pub wall: Duration,
+    /// Streams completed while every worker was busy (from the last worker's first
+    /// start to the first worker running out of work), and how long that was.
+    pub steady: Option<(u64, Duration)>,
     /// Request start to the arrival of the first complete `content_block_delta`, µs.
     pub ttfe: Histogram,
     /// Gaps between consecutive events from the first delta to `message_stop`, µs.
@@ -46,7 +52,18 @@ pub struct PhaseResult {
 }
 
 impl PhaseResult {
+    /// Streams/s in the steady window when there is one worth the name, else overall.
     pub fn streams_per_sec(&self) -> f64 {
+        match self.steady {
+            Some((done, window)) if done >= 10 && window >= Duration::from_millis(50) => {
+                done as f64 / window.as_secs_f64()
+            }
+            _ => self.overall_streams_per_sec(),
+        }
+    }
+
+    /// Streams read to their end / the phase's wall time (ramp and tail included).
+    pub fn overall_streams_per_sec(&self) -> f64 {
         if self.wall.is_zero() {
             0.0
         } else {
@@ -139,24 +156,43 @@ pub async fn run_phase(
 ) -> PhaseResult {
     let next = Arc::new(AtomicU64::new(0));
     // One result for all workers, locked once per stream: a histogram per worker would
-    // cost 50 KB each and show up in the process's RSS.
+    // cost 184 KB each and show up in the process's RSS.
     let shared = Arc::new(Mutex::new(PhaseResult::default()));
     let started = Instant::now();
     let deadline = plan.duration.map(|d| started + d);
     let workers = (plan.concurrency as u64).min(plan.requests.max(1)) as usize;
+    let window = Arc::new(Window::default());
     let mut handles = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    for i in 0..workers {
         let (client, url, body, plan) =
             (client.clone(), url.to_owned(), body.clone(), plan.clone());
-        let (next, progress, stop, shared) =
-            (next.clone(), progress.clone(), stop.clone(), shared.clone());
+        let (next, progress, stop, shared, window) = (
+            next.clone(),
+            progress.clone(),
+            stop.clone(),
+            shared.clone(),
+            window.clone(),
+        );
+        let delay = plan.ramp.mul_f64(i as f64 / workers as f64);
         handles.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut first = true;
             loop {
-                if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                let out_of_time =
+                    stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
+                if out_of_time || next.fetch_add(1, Ordering::Relaxed) >= plan.requests {
+                    let _ = window
+                        .end
+                        .set((Instant::now(), progress.done.load(Ordering::Relaxed)));
                     break;
                 }
-                if next.fetch_add(1, Ordering::Relaxed) >= plan.requests {
-                    break;
+                if first {
+                    first = false;
+                    if window.started.fetch_add(1, Ordering::Relaxed) + 1 == workers {
+                        let _ = window
+                            .start
+                            .set((Instant::now(), progress.done.load(Ordering::Relaxed)));
+                    }
                 }
                 progress.in_flight.fetch_add(1, Ordering::Relaxed);
                 let outcome = tokio::time::timeout(
@@ -183,7 +219,20 @@ pub async fn run_phase(
     }
     let mut total = std::mem::take(&mut *lock(&shared));
     total.wall = started.elapsed();
+    if let (Some((t0, d0)), Some((t1, d1))) = (window.start.get(), window.end.get()) {
+        if t1 > t0 {
+            total.steady = Some((d1.saturating_sub(*d0), *t1 - *t0));
+        }
+    }
     total
+}
+
+/// When every worker was busy at once.
+#[derive(Default)]
+struct Window {
+    started: AtomicUsize,
+    start: OnceLock<(Instant, u64)>,
+    end: OnceLock<(Instant, u64)>,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -33,8 +33,13 @@
 //! first), each after a warm-up of `--warmup` streams (default: the concurrency) that
 //! is not counted.
 //!
-//! - **streams/s** — streams read to their end without error, divided by the phase's
-//!   wall time (first request sent to last stream ended).
+//! - **streams/s** — streams read to their end without error per second while all
+//!   `--concurrency` workers were busy (from the last worker's first request to the
+//!   first worker finding no more to do), so the ramp and the tail do not count; when
+//!   that window is too short (fewer than 10 streams or 50 ms) it is streams over the
+//!   phase's wall time, which the JSON also gives (`overall_streams_per_sec`). Paced,
+//!   worker `i` of `n` starts `i/n` of one stream's length late, so streams do not
+//!   start and end in lockstep waves.
 //! - **time to first event** p50/p90/p99 — from sending the request to the arrival of
 //!   the chunk that completes the first `content_block_delta` event. Through the gateway
 //!   nothing reaches the client before the upstream's first content event (its commit
@@ -68,7 +73,9 @@
 //!   of this binary, so freed memory of one cannot hide the other's: the gateway's share
 //!   is `(RSS added via gateway − RSS added direct) / K × 1,000` per 1,000 open streams
 //!   (its accepted and upstream connections, and each stream's state). With
-//!   `--gateway-url`, the gateway's RSS is read from `--gateway-pid` directly.
+//!   `--gateway-url`, the gateway's RSS is read from `--gateway-pid` directly; start a
+//!   fresh gateway for it, as memory freed by earlier runs is reused and hides part of
+//!   the cost.
 
 mod body;
 mod drive;
@@ -100,7 +107,8 @@ const MODEL: &str = "claude-sonnet-4-5-20250929";
 #[command(
     name = "loadtest",
     about = "Load-test llm-gateway on loopback against its own mock upstream",
-    after_help = "Figures: time to first event = request sent → first complete content_block_delta \
+    after_help = "Figures: streams/s = streams completed while all workers were busy / that time. \
+        Time to first event = request sent → first complete content_block_delta \
         received (direct measured the same way). Inter-event gap = time between consecutive events \
         of a stream from its first content_block_delta to message_stop, as received; jitter added = \
         p99(gaps via gateway) − p99(gaps direct). CPU per 1,000 streams = gateway threads' \
@@ -131,11 +139,12 @@ struct Cli {
     /// one-message request (~150 bytes) to see what is per-byte and what per-stream.
     #[arg(long, value_enum, default_value_t = BodyKind::ClaudeCode)]
     body: BodyKind,
-    /// Instead of the streaming run: hold K streams open at once and measure RSS.
+    /// Instead of the streaming run: hold K streams open at once and measure RSS
+    /// (in-process: direct and via gateway each in a fresh child process).
     #[arg(long, value_name = "K")]
     hold_open: Option<usize>,
-    /// In-process gateway: the audit store ([audit] enabled, with request and response
-    /// bodies, in a temporary directory removed at the end).
+    /// In-process gateway: [audit] enabled, the SQLite store in a temporary directory
+    /// removed at the end.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     audit: OnOff,
     /// In-process gateway: [audit] log_request_bodies and log_response_bodies. The
@@ -231,6 +240,7 @@ impl Cli {
             concurrency: self.concurrency,
             timeout: Duration::from_secs(self.timeout_secs),
             events: self.events,
+            ramp: self.interval() * (self.events as u32 + 5),
         }
     }
 

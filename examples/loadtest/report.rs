@@ -194,6 +194,8 @@ impl Report {
                 "error_samples": r.error_samples,
                 "wall_secs": r.wall.as_secs_f64(),
                 "streams_per_sec": r.streams_per_sec(),
+                "overall_streams_per_sec": r.overall_streams_per_sec(),
+                "steady_window": r.steady.map(|(n, d)| json!({"streams": n, "secs": d.as_secs_f64()})),
                 "bytes_received": r.bytes,
                 "time_to_first_event": pct_json(&r.ttfe),
                 "inter_event_gap": pct_json(&r.gaps),
@@ -308,6 +310,13 @@ impl Report {
             format!("{:.1}", v.streams_per_sec()),
             String::new(),
         );
+        row(
+            &mut s,
+            "  overall (ramp, tail)",
+            opt(d.map(|d| format!("{:.1}", d.overall_streams_per_sec()))),
+            format!("{:.1}", v.overall_streams_per_sec()),
+            String::new(),
+        );
         let hist_rows = |s: &mut String, name: &str, get: &dyn Fn(&PhaseResult) -> &Histogram| {
             for p in PERCENTILES {
                 let label = if p == 50.0 {
@@ -383,16 +392,15 @@ impl Report {
                     .collect();
                 let _ = writeln!(
                     s,
-                    "gateway CPU: {:.2} s for {} streams = {} s per 1,000 streams ({}; {})",
+                    "gateway CPU: {:.2} s for {} streams = {} s per 1,000 streams ({})",
                     cpu.total.as_secs_f64(),
                     v.ok,
                     opt(self.per_1000(cpu.total).map(|x| format!("{x:.3}"))),
                     if threads.is_empty() {
-                        "no ticks".to_owned()
+                        cpu.source.clone()
                     } else {
-                        threads.join(", ")
-                    },
-                    cpu.source
+                        format!("{}; {}", threads.join(", "), cpu.source)
+                    }
                 );
             }
             None => {
