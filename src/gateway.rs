@@ -134,8 +134,13 @@ impl GatewayBuilder {
             .with_health(health.clone())
             .on_fallback(metrics.clone());
 
-        let (audit_store, audit_sink) = match (self.audit_sink, config.audit.enabled) {
-            (Some(sink), _) => (None, sink),
+        let options = AuditOptions {
+            log_request_bodies: config.audit.log_request_bodies,
+            log_response_bodies: config.audit.log_response_bodies,
+            max_body_bytes: config.audit.max_body_bytes,
+        };
+        let (audit_store, audit) = match (self.audit_sink, config.audit.enabled) {
+            (Some(sink), _) => (None, AuditLayer::new(sink, options)),
             (None, true) => {
                 let mut store_config = AuditStoreConfig::new(&config.audit.path);
                 store_config.retention_days = config.audit.retention_days;
@@ -145,18 +150,10 @@ impl GatewayBuilder {
                 })?;
                 let store = Arc::new(store);
                 metrics.watch_audit(store.clone());
-                (Some(store.clone()), store as Arc<dyn AuditSink>)
+                (Some(store.clone()), AuditLayer::new(store, options))
             }
-            (None, false) => (None, Arc::new(()) as Arc<dyn AuditSink>),
+            (None, false) => (None, AuditLayer::disabled()),
         };
-        let audit = AuditLayer::new(
-            audit_sink,
-            AuditOptions {
-                log_request_bodies: config.audit.log_request_bodies,
-                log_response_bodies: config.audit.log_response_bodies,
-                max_body_bytes: config.audit.max_body_bytes,
-            },
-        );
 
         let stack = ServiceBuilder::new()
             .layer(audit)

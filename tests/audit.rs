@@ -439,3 +439,29 @@ async fn two_thousand_requests_leave_two_thousand_records() {
         "{prometheus}"
     );
 }
+
+#[tokio::test]
+async fn a_disabled_audit_records_nothing() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
+    let mut config = config_for(&upstream);
+    config.audit.enabled = false;
+    let gateway = start_gateway(config).await;
+    let text = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, fixture("text_basic.sse"));
+    let response = client()
+        .get(gateway.url("/gateway/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(!gateway.audit_path.exists(), "no store is created");
+}

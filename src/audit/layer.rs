@@ -45,6 +45,8 @@ pub struct AuditDraft(Arc<Mutex<DraftState>>);
 
 #[derive(Debug, Default)]
 struct DraftState {
+    /// Whether the request body is kept (it is held until the record closes).
+    keep_body: bool,
     body: Option<Bytes>,
     meta: Option<RequestMeta>,
 }
@@ -56,9 +58,20 @@ impl AuditDraft {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The request body as the client sent it.
+    /// A draft that keeps the request body (for the record) or not.
+    pub fn new(keep_body: bool) -> Self {
+        Self(Arc::new(Mutex::new(DraftState {
+            keep_body,
+            ..DraftState::default()
+        })))
+    }
+
+    /// The request body as the client sent it; held only when request bodies are audited.
     pub fn set_request_body(&self, body: Bytes) {
-        self.lock().body = Some(body);
+        let mut state = self.lock();
+        if state.keep_body {
+            state.body = Some(body);
+        }
     }
 
     /// The request's metadata, once ingress has checked it.
@@ -69,7 +82,7 @@ impl AuditDraft {
 
 /// Writes an [`AuditRecord`] for every request to an [`AuditSink`]; outermost.
 pub struct AuditLayer {
-    sink: Arc<dyn AuditSink>,
+    sink: Option<Arc<dyn AuditSink>>,
     options: AuditOptions,
 }
 
@@ -85,7 +98,18 @@ impl Clone for AuditLayer {
 impl AuditLayer {
     /// A layer handing records to `sink`.
     pub fn new(sink: Arc<dyn AuditSink>, options: AuditOptions) -> Self {
-        Self { sink, options }
+        Self {
+            sink: Some(sink),
+            options,
+        }
+    }
+
+    /// A layer that records nothing (audit turned off): no draft, no body copies.
+    pub fn disabled() -> Self {
+        Self {
+            sink: None,
+            options: AuditOptions::default(),
+        }
     }
 }
 
@@ -122,22 +146,22 @@ where
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let path = request.uri().path();
         // Only the proxied API is audited; health, metrics and the audit itself are not.
-        let audited = path.starts_with("/v1/");
-        let recorder = audited.then(|| {
+        let sink = self.layer.sink.clone().filter(|_| path.starts_with("/v1/"));
+        let recorder = sink.map(|sink| {
             let extensions = request.extensions_mut();
             let request_id = extensions.get::<RequestId>().cloned().unwrap_or_else(|| {
                 let id = RequestId::generate();
                 extensions.insert(id.clone());
                 id
             });
-            let draft = AuditDraft::default();
+            let draft = AuditDraft::new(self.layer.options.log_request_bodies);
             let attempts = AttemptLog::default();
             let costs = Arc::new(CostCollector::default());
             extensions.insert(draft.clone());
             extensions.insert(attempts.clone());
             CostObservers::push(extensions, costs.clone());
             Recorder {
-                sink: self.layer.sink.clone(),
+                sink,
                 options: self.layer.options,
                 request_id: request_id.0,
                 path_endpoint: endpoint_name_for_path(request.uri().path()),
