@@ -465,3 +465,29 @@ async fn a_disabled_audit_records_nothing() {
     assert_eq!(response.status(), 404);
     assert!(!gateway.audit_path.exists(), "no store is created");
 }
+
+#[tokio::test]
+async fn a_client_gone_before_any_answer_is_recorded_as_499() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::Silent);
+    let closed = upstream.on_close();
+    let gateway = start_gateway(config_for(&upstream)).await;
+    let request = client()
+        .post(gateway.url("/v1/messages"))
+        .body(messages_body(true))
+        .send();
+    // Give up before the upstream (and so the gateway) answers anything.
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), request).await;
+    tokio::time::timeout(HANG_GUARD, closed)
+        .await
+        .unwrap()
+        .unwrap();
+    let record = &gateway.wait_audit("", 1).await[0];
+    assert_eq!(record["status"], 499);
+    assert_eq!(record["outcome"], "client_disconnected");
+    assert_eq!(
+        record["attempts"].as_array().unwrap().len(),
+        0,
+        "the attempt never finished"
+    );
+}

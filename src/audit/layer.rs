@@ -430,7 +430,7 @@ impl Recorder {
             provider,
             endpoint: endpoint.to_owned(),
             attempts,
-            status: self.status,
+            status: crate::metrics::answered_status(self.status),
             stream: meta.as_ref().map_or(self.stream, |m| m.stream),
             ttft_ms: served
                 .and_then(|c| c.usage.ttft)

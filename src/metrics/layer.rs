@@ -171,7 +171,7 @@ impl Tracker {
         self.metrics.record(FinishedRequest {
             request_id: std::mem::take(&mut self.request_id),
             timestamp: self.timestamp,
-            status: self.status,
+            status: answered_status(self.status),
             provider: self.provider.take(),
             costs,
             latency: self.started.elapsed(),
@@ -222,5 +222,15 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The status to record: `499` (nginx's "client closed request") when the client left
+/// before there was any answer.
+pub(crate) fn answered_status(status: u16) -> u16 {
+    if status == 0 {
+        499
+    } else {
+        status
     }
 }

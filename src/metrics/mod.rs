@@ -25,6 +25,7 @@ mod layer;
 mod prometheus;
 mod summary;
 
+pub(crate) use layer::answered_status;
 pub use layer::{MetricsBody, MetricsFuture, MetricsLayer, MetricsService};
 
 use crate::cost::CostReport;
