@@ -90,6 +90,6 @@ pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use meta::{
-    AttemptLog, AttemptRecord, AttemptTarget, CrossProvider, Endpoint, RequestClock, RequestMeta,
-    ServedBy, TargetModel,
+    AnswerHead, AttemptLog, AttemptRecord, AttemptTarget, CrossProvider, Endpoint, RequestClock,
+    RequestMeta, ServedBy, TargetModel,
 };

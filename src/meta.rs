@@ -166,3 +166,31 @@ impl AttemptLog {
             .clone()
     }
 }
+
+/// What an answer's head says, as the outer layers (audit, metrics) record it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnswerHead {
+    /// The HTTP status the client got.
+    pub status: u16,
+    /// The provider that answered (`x-gateway-provider`), if one did.
+    pub provider: Option<String>,
+    /// Whether the answer is an SSE stream.
+    pub stream: bool,
+}
+
+impl AnswerHead {
+    /// Read from a response's status and headers.
+    pub fn of<B>(response: &http::Response<B>) -> Self {
+        let headers = response.headers();
+        Self {
+            status: response.status().as_u16(),
+            provider: headers
+                .get(crate::provider::PROVIDER_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            stream: headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")),
+        }
+    }
+}

@@ -40,24 +40,7 @@ impl Drop for Daemon {
 fn spawn(args: &[&str]) -> Daemon {
     // Each daemon works in its own directory, where its audit store lands.
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(gateway_binary())
-        .args(args)
-        .current_dir(dir.path())
-        .env_remove("LLM_GATEWAY_CONFIG")
-        .env_remove("ANTHROPIC_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the daemon starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (child, url) = spawn_in(dir.path(), args);
     Daemon {
         child,
         url,

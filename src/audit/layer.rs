@@ -3,11 +3,10 @@
 use super::{AuditAttempt, AuditRecord, AuditSink, AuditUsage};
 use crate::cost::{CostCollector, CostObservers};
 use crate::error_response::{ErrorInfo, RequestId};
-use crate::meta::{AttemptLog, Endpoint, RequestMeta};
-use crate::provider::PROVIDER_HEADER;
+use crate::meta::{AnswerHead, AttemptLog, Endpoint, RequestMeta};
 use crate::usage::Outcome;
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -214,16 +213,10 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         let recorder = this.recorder.take().map(|mut recorder| {
-            recorder.status = response.status().as_u16();
-            recorder.stream = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-            recorder.provider = response
-                .headers()
-                .get(PROVIDER_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let head = AnswerHead::of(&response);
+            recorder.status = head.status;
+            recorder.stream = head.stream;
+            recorder.provider = head.provider;
             recorder.error = response
                 .extensions()
                 .get::<ErrorInfo>()

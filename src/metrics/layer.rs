@@ -1,10 +1,9 @@
 use super::{FinishedRequest, GatewayMetrics};
 use crate::cost::{CostCollector, CostObservers};
 use crate::error_response::RequestId;
-use crate::meta::RequestClock;
-use crate::provider::PROVIDER_HEADER;
+use crate::meta::{AnswerHead, RequestClock};
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -109,16 +108,10 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         let tracker = this.tracker.take().map(|mut tracker| {
-            tracker.status = response.status().as_u16();
-            tracker.provider = response
-                .headers()
-                .get(PROVIDER_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            tracker.stream = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            let head = AnswerHead::of(&response);
+            tracker.status = head.status;
+            tracker.provider = head.provider;
+            tracker.stream = head.stream;
             if tracker.stream {
                 tracker.metrics.stream_opened();
             }
