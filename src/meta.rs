@@ -73,6 +73,7 @@ pub struct TargetModel(pub String);
 #[derive(Debug)]
 pub struct RequestClock {
     start: Instant,
+    read_ns: std::sync::atomic::AtomicU64,
     sent_ns: std::sync::atomic::AtomicU64,
     chunk_ns: std::sync::atomic::AtomicU64,
 }
@@ -82,6 +83,7 @@ impl RequestClock {
     pub fn start() -> Self {
         Self {
             start: Instant::now(),
+            read_ns: std::sync::atomic::AtomicU64::new(0),
             sent_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
             chunk_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
@@ -89,6 +91,13 @@ impl RequestClock {
 
     fn now_ns(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The client's request body has been read (its upload time is the client's, not
+    /// the gateway's).
+    pub fn mark_read(&self) {
+        self.read_ns
+            .store(self.now_ns(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The upstream request is about to be sent.
@@ -103,11 +112,12 @@ impl RequestClock {
             .store(self.now_ns(), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Time from the clock's start to the upstream request being sent, if it was.
+    /// Time from the request being read to the upstream request being sent, if it was.
     pub fn time_to_send(&self) -> Option<std::time::Duration> {
+        let read = self.read_ns.load(std::sync::atomic::Ordering::Relaxed);
         match self.sent_ns.load(std::sync::atomic::Ordering::Relaxed) {
             u64::MAX => None,
-            ns => Some(std::time::Duration::from_nanos(ns)),
+            ns => Some(std::time::Duration::from_nanos(ns.saturating_sub(read))),
         }
     }
 
@@ -192,5 +202,24 @@ impl AnswerHead {
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_counts_from_the_read_not_the_arrival() {
+        use std::sync::atomic::Ordering;
+        let clock = RequestClock::start();
+        assert_eq!(clock.time_to_send(), None, "nothing sent yet");
+        // The client took 5 µs to upload its body; the gateway sent upstream at 12 µs.
+        clock.read_ns.store(5_000, Ordering::Relaxed);
+        clock.sent_ns.store(12_000, Ordering::Relaxed);
+        assert_eq!(
+            clock.time_to_send(),
+            Some(std::time::Duration::from_nanos(7_000))
+        );
     }
 }

@@ -116,6 +116,12 @@ where
             ))
         }
     };
+    if let Some(clock) = parts
+        .extensions
+        .get::<std::sync::Arc<crate::meta::RequestClock>>()
+    {
+        clock.mark_read();
+    }
     let draft = parts.extensions.get::<crate::audit::AuditDraft>().cloned();
     if let Some(draft) = &draft {
         draft.set_request_body(body.clone());

@@ -126,7 +126,7 @@ impl Series {
         let overhead = Histogram::new(OVERHEAD_BUCKETS);
         registry.register_with_unit(
             "overhead",
-            "Time the gateway itself adds: arrival to upstream send, plus each chunk's hand-off",
+            "Time the gateway itself adds: request read to upstream send, plus each chunk's hand-off",
             Unit::Seconds,
             overhead.clone(),
         );
