@@ -22,6 +22,11 @@ use llm_gateway::{Body, Config, Error, Gateway, ServedBy};
 use std::time::Duration;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+/// The load tool's synthetic ~100 KB Claude Code request, shared rather than written twice.
+#[allow(dead_code)] // the bench uses only the Claude Code body, not the minimal one
+#[path = "../examples/loadtest/body.rs"]
+mod synthetic;
+
 const EVENTS: usize = 20;
 
 /// A realistic 20-event stream: message_start, 16 text deltas, stops, message_delta.
@@ -47,40 +52,6 @@ fn in_memory_body(
         .map(|b| Ok(http_body::Frame::data(b)))
         .collect();
     StreamBody::new(futures_util::stream::iter(frames))
-}
-
-/// A synthetic Claude Code request: 24 tools, long system blocks with cache_control, ~100 KB.
-fn claude_code_body(stream: bool) -> String {
-    let long = "You are an interactive CLI tool that helps users with software engineering tasks. "
-        .repeat(34);
-    let tools: Vec<serde_json::Value> = (0..24)
-        .map(|i| {
-            serde_json::json!({
-                "name": format!("Tool{i}"),
-                "description": format!("{long} Tool number {i}: reads, writes and searches files with \"care\"."),
-                "input_schema": {"type":"object","properties":{"path":{"type":"string","description":"absolute path"},"limit":{"type":"integer"},"flags":{"type":"array","items":{"type":"string"}}},"required":["path"]}
-            })
-        })
-        .collect();
-    let body = serde_json::json!({
-        "model": "claude-sonnet-4-5-20250929",
-        "max_tokens": 32000,
-        "stream": stream,
-        "system": [
-            {"type":"text","text":"You are Claude Code, Anthropic's official CLI for Claude."},
-            {"type":"text","text": long.repeat(4), "cache_control":{"type":"ephemeral"}}
-        ],
-        "messages": [
-            {"role":"user","content":[{"type":"text","text": long.repeat(3)}, {"type":"text","text":"Fix the failing test in src/lib.rs","cache_control":{"type":"ephemeral"}}]},
-            {"role":"assistant","content":[{"type":"thinking","thinking":"Let me look.","signature":"EqQBCgIYAhIM"},{"type":"tool_use","id":"toolu_1","name":"Tool1","input":{"path":"/src/lib.rs"}}]},
-            {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content": long.repeat(2)}]}
-        ],
-        "tools": tools,
-        "thinking": {"type":"adaptive"},
-        "metadata": {"user_id":"user_0123456789abcdef"},
-        "output_config": {"effort":"high"}
-    });
-    serde_json::to_string(&body).unwrap()
 }
 
 fn frames(c: &mut Criterion) {
@@ -154,7 +125,7 @@ fn frames(c: &mut Criterion) {
 }
 
 fn ingress(c: &mut Criterion) {
-    let body = Bytes::from(claude_code_body(true));
+    let body = Bytes::from(synthetic::claude_code_body("claude-sonnet-4-5-20250929"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -236,7 +207,7 @@ fn first_event(c: &mut Criterion) {
         (mock_url, gateway_url)
     });
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let body = claude_code_body(true);
+    let body = synthetic::claude_code_body("claude-sonnet-4-5-20250929");
     let mut group = c.benchmark_group("first_event");
     for (name, base) in [("direct", mock_url), ("via_gateway", gateway_url)] {
         let url = format!("{base}/v1/messages");

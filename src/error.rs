@@ -177,10 +177,10 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     )
 }
 
-/// The Anthropic `error.type` that goes with an HTTP status (protocols.md §1.6).
+/// The Anthropic `error.type` that goes with an HTTP status (protocols.md §1.6): 503 and
+/// 529 are `overloaded_error`, other 4xx `invalid_request_error`, anything else `api_error`.
 pub fn anthropic_type_for_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        400 => "invalid_request_error",
         401 => "authentication_error",
         402 => "billing_error",
         403 => "permission_error",
@@ -189,8 +189,8 @@ pub fn anthropic_type_for_status(status: StatusCode) -> &'static str {
         429 => "rate_limit_error",
         504 => "timeout_error",
         529 | 503 => "overloaded_error",
-        s if s >= 500 => "api_error",
-        _ => "invalid_request_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
 

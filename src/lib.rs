@@ -78,6 +78,7 @@ pub mod ingress;
 pub mod limit;
 pub mod meta;
 pub mod metrics;
+pub mod observers;
 pub mod pricing;
 pub mod provider;
 pub mod route;

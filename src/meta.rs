@@ -50,6 +50,23 @@ pub struct RequestMeta {
     pub received_at_wall: SystemTime,
 }
 
+impl RequestMeta {
+    /// A request received now, with nothing peeked yet (no model, not a stream).
+    pub fn new(request_id: impl Into<String>, endpoint: Endpoint) -> Self {
+        Self {
+            request_id: request_id.into(),
+            endpoint,
+            model: None,
+            model_span: None,
+            stream: false,
+            agent_type: None,
+            client: None,
+            received_at: Instant::now(),
+            received_at_wall: SystemTime::now(),
+        }
+    }
+}
+
 /// The provider (and model) that answered, set by the provider service on its response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServedBy {

@@ -13,28 +13,11 @@ fn json_answer(model: &str, usage: &str) -> String {
     )
 }
 
-async fn get_json(gateway: &TestGateway, path: &str) -> Value {
-    let bytes = client()
-        .get(gateway.url(path))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
 async fn send(gateway: &TestGateway, stream: bool, model: &str) {
     let body = format!(
         r#"{{"model":"{model}","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"Hi"}}],"agent_type":"planner"}}"#
     );
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(body).await;
     assert_eq!(response.status(), 200);
     let _ = response.bytes().await.unwrap();
 }
@@ -43,7 +26,7 @@ async fn send(gateway: &TestGateway, stream: bool, model: &str) {
 async fn metrics_after(gateway: &TestGateway, n: u64) -> Value {
     let deadline = tokio::time::Instant::now() + HANG_GUARD;
     loop {
-        let metrics = get_json(gateway, "/gateway/metrics").await;
+        let metrics = gateway.get_json("/gateway/metrics").await;
         if metrics["summary"]["total_requests"].as_u64() >= Some(n) {
             return metrics;
         }
@@ -170,14 +153,7 @@ async fn a_cut_stream_is_priced_with_what_was_seen_and_flagged() {
     // claude-haiku-4-5: in 1, out 5, read 0.1 $/Mtok; only message_start was seen:
     // 900 × 1e6 + 100 × 0.1e6 + 1 × 5e6 = 915_000_000 p$ = $0.000915
     assert_eq!(metrics["summary"]["total_cost_usd_exact"], "0.000915");
-    let prometheus = client()
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = gateway.get_text("/metrics").await;
     assert!(
         prometheus.contains(
             r#"llm_gateway_answer_outcomes_total{provider="anthropic",outcome="incomplete"} 1"#
@@ -243,14 +219,7 @@ async fn an_unpriced_model_is_null_and_counted_never_zero() {
     assert_eq!(metrics["recent"][0]["cost_usd"], Value::Null);
     assert_eq!(metrics["summary"]["unpriced_requests"], 1);
     assert_eq!(metrics["summary"]["total_input_tokens"], 10);
-    let prometheus = client()
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = gateway.get_text("/metrics").await;
     assert!(
         prometheus.contains(r#"llm_gateway_unpriced_requests_total{provider="anthropic"} 1"#),
         "{prometheus}"
@@ -270,20 +239,10 @@ async fn errors_are_counted_with_their_status() {
         r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
     ));
     let gateway = start_gateway(config_for(&upstream)).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     assert_eq!(response.status(), 529);
     let _ = response.bytes().await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body("{")
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages("{").await;
     assert_eq!(response.status(), 400);
     let _ = response.bytes().await;
     let metrics = metrics_after(&gateway, 2).await;
@@ -294,14 +253,7 @@ async fn errors_are_counted_with_their_status() {
         .map(|r| r["status"].as_u64().unwrap())
         .collect();
     assert_eq!(statuses, [400, 529]);
-    let prometheus = client()
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = gateway.get_text("/metrics").await;
     assert!(
         prometheus.contains(
             r#"llm_gateway_requests_total{provider="anthropic",model="other",status="529"} 1"#
@@ -474,15 +426,9 @@ async fn usage_and_cost_layers_work_alone_in_a_users_stack() {
         .service(provider);
     let mut request = http::Request::new(Bytes::new());
     request.extensions_mut().insert(RequestMeta {
-        request_id: "r1".into(),
-        endpoint: Endpoint::Messages,
         model: Some("claude-opus-4-5".into()),
-        model_span: None,
         stream: true,
-        agent_type: None,
-        client: None,
-        received_at: std::time::Instant::now(),
-        received_at_wall: std::time::SystemTime::now(),
+        ..RequestMeta::new("r1", Endpoint::Messages)
     });
     let response = stack.ready().await.unwrap().call(request).await.unwrap();
     let _ = http_body_util::BodyExt::collect(response.into_body())

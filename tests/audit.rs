@@ -145,12 +145,7 @@ async fn a_client_disconnect_is_recorded_with_the_usage_seen_so_far() {
     upstream.push(Reply::sse(steps));
     let closed = upstream.on_close();
     let gateway = start_gateway(config_for(&upstream)).await;
-    let mut response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let mut response = gateway.post_messages(messages_body(true)).await;
     let id = request_id(&response);
     let mut seen = String::new();
     read_events(&mut response, &mut seen, commit).await;
@@ -181,12 +176,7 @@ async fn a_fallback_records_every_attempt() {
     ))
     .unwrap();
     let gateway = start_gateway(config).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     let id = request_id(&response);
     let _ = response.text().await.unwrap();
     let records = gateway.wait_audit(&format!("request_id={id}"), 1).await;
@@ -211,12 +201,7 @@ async fn long_bodies_are_cut_with_a_visible_marker() {
     config.audit.max_body_bytes = 64;
     let gateway = start_gateway(config).await;
     let body = messages_body(true);
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(body.clone()).await;
     let id = request_id(&response);
     let _ = response.text().await.unwrap();
     let record = &gateway.wait_audit(&format!("request_id={id}"), 1).await[0];
@@ -244,12 +229,7 @@ async fn bodies_are_not_kept_when_turned_off() {
     config.audit.log_request_bodies = false;
     config.audit.log_response_bodies = false;
     let gateway = start_gateway(config).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(false))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(false)).await;
     let _ = response.bytes().await.unwrap();
     let record = &gateway.wait_audit("", 1).await[0];
     assert_eq!(record["request_body"], Value::Null);
@@ -447,12 +427,9 @@ async fn a_disabled_audit_records_nothing() {
     let mut config = config_for(&upstream);
     config.audit.enabled = false;
     let gateway = start_gateway(config).await;
-    let text = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
+    let text = gateway
+        .post_messages(messages_body(true))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

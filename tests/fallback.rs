@@ -130,26 +130,9 @@ async fn an_overloaded_error_event_before_content_falls_back() {
             ("primary".to_owned(), llm_gateway::usage::Outcome::Error)
         ]
     );
-    let metrics: Value = serde_json::from_slice(
-        &client()
-            .get(gateway.url("/gateway/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let metrics: Value = gateway.get_json("/gateway/metrics").await;
     assert!(metrics["by_provider"]["backup"].as_f64().unwrap() > 0.0);
-    let prometheus = client()
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = gateway.get_text("/metrics").await;
     assert!(
         prometheus.contains(
             r#"llm_gateway_fallbacks_total{from="primary",to="backup",reason="stream_error"} 1"#
@@ -239,17 +222,7 @@ async fn retry_after_and_repeated_failures_take_a_provider_out_for_a_while() {
         1,
         "skipped while its retry-after runs"
     );
-    let health: Value = serde_json::from_slice(
-        &client()
-            .get(gateway.url("/gateway/health"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let health: Value = gateway.get_json("/gateway/health").await;
     assert_eq!(health["status"], "degraded");
     assert_eq!(
         health["providers"],
@@ -259,14 +232,7 @@ async fn retry_after_and_repeated_failures_take_a_provider_out_for_a_while() {
         health["routing"]["fallback_chain"],
         json!(["primary", "backup"])
     );
-    let prometheus = client()
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = gateway.get_text("/metrics").await;
     assert!(
         prometheus.contains(r#"llm_gateway_provider_healthy{provider="primary"} 0"#),
         "{prometheus}"

@@ -139,12 +139,7 @@ async fn non_streaming_answer_and_its_usage() {
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::json(200, message_json(11, 6)));
     let gateway = start_gateway(config_for(&upstream)).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(false))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(false)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.text().await.unwrap(), message_json(11, 6));
@@ -302,21 +297,13 @@ async fn oversized_bodies_get_413() {
         r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
         "x".repeat(2000)
     );
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(big.clone()).await;
     expect_error(response, 413, "request_too_large").await;
     // Without a Content-Length (chunked), the cap holds while reading.
     let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.into_bytes())]);
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway
+        .post_messages(reqwest::Body::wrap_stream(stream))
+        .await;
     expect_error(response, 413, "request_too_large").await;
     assert!(upstream.requests().is_empty());
 }
@@ -356,12 +343,7 @@ async fn upstream_errors_come_back_with_their_status_and_body() {
     });
     let gateway = start_gateway(config_for(&upstream)).await;
     for (status, body) in cases {
-        let response = client()
-            .post(gateway.url("/v1/messages"))
-            .body(messages_body(true))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.post_messages(messages_body(true)).await;
         assert_eq!(response.status().as_u16(), status);
         assert_eq!(response.headers()["request-id"], "req_up");
         assert_eq!(response.headers()["retry-after"], "3");
@@ -369,12 +351,7 @@ async fn upstream_errors_come_back_with_their_status_and_body() {
         assert!(response.headers().contains_key("x-gateway-request-id"));
         assert_eq!(response.text().await.unwrap(), body);
     }
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     let error = expect_error(response, 502, "api_error").await;
     assert!(error["error"]["message"]
         .as_str()
@@ -388,12 +365,7 @@ async fn a_refused_connection_is_a_clean_502() {
     config.providers.get_mut("anthropic").unwrap().base_url =
         MockUpstream::refused_url().await.parse().unwrap();
     let gateway = start_gateway(config).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     let error = expect_error(response, 502, "api_error").await;
     assert!(error["error"]["message"]
         .as_str()

@@ -16,7 +16,6 @@ use llm_gateway::{Endpoint, RequestMeta, ServedBy};
 use proptest::prelude::*;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
 use tower::{Layer, Service, ServiceExt};
 
 const FIXTURES: &[&str] = &[
@@ -98,15 +97,9 @@ fn through_usage_layer(chunks: Vec<Vec<u8>>) -> (Vec<u8>, UsageReport) {
     let mut service = layer.layer(upstream);
     let mut request = Request::new(Bytes::new());
     request.extensions_mut().insert(RequestMeta {
-        request_id: "req".into(),
-        endpoint: Endpoint::Messages,
         model: Some("m".into()),
-        model_span: None,
         stream: true,
-        agent_type: None,
-        client: None,
-        received_at: Instant::now(),
-        received_at_wall: SystemTime::now(),
+        ..RequestMeta::new("req", Endpoint::Messages)
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

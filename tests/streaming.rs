@@ -87,12 +87,7 @@ async fn client_hanging_up_closes_the_upstream_connection() {
     let closed = upstream.on_close();
     let gateway = start_gateway(config_for(&upstream)).await;
 
-    let mut response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let mut response = gateway.post_messages(messages_body(true)).await;
     let mut seen = String::new();
     read_events(&mut response, &mut seen, commit).await;
     drop(response);
@@ -117,12 +112,9 @@ async fn upstream_cut_mid_stream_ends_with_an_error_event() {
     upstream.push(Reply::sse(steps));
     let gateway = start_gateway(config_for(&upstream)).await;
 
-    let text = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
+    let text = gateway
+        .post_messages(messages_body(true))
         .await
-        .unwrap()
         .text()
         .await
         .expect("the client gets a well-formed end, not a broken connection");
@@ -151,12 +143,7 @@ async fn in_band_error_before_content_is_an_error_answer() {
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::sse_events(&fixture("error_midstream.sse")));
     let gateway = start_gateway(config_for(&upstream)).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     // Nothing was promised before the first content event: the client gets the
     // upstream's error as an HTTP answer, not a stream that starts and then fails.
     assert_eq!(response.status().as_u16(), 529);
@@ -178,12 +165,7 @@ async fn silent_upstream_hits_the_first_byte_timeout() {
     let mut config = config_for(&upstream);
     config.timeouts.first_byte_ms = 200;
     let gateway = start_gateway(config).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     assert_eq!(response.status(), 504);
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["type"], "error");
@@ -201,12 +183,7 @@ async fn headers_then_silence_hits_the_first_byte_timeout_too() {
     let mut config = config_for(&upstream);
     config.timeouts.first_byte_ms = 200;
     let gateway = start_gateway(config).await;
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     assert_eq!(response.status(), 504);
     let text = response.text().await.unwrap();
     assert!(text.contains("timeout_error"), "{text}");
@@ -224,12 +201,9 @@ async fn a_stream_gone_silent_hits_the_idle_timeout() {
     config.timeouts.idle_ms = 200;
     let gateway = start_gateway(config).await;
     let text = tokio::time::timeout(HANG_GUARD, async {
-        client()
-            .post(gateway.url("/v1/messages"))
-            .body(messages_body(true))
-            .send()
+        gateway
+            .post_messages(messages_body(true))
             .await
-            .unwrap()
             .text()
             .await
             .unwrap()
@@ -264,12 +238,7 @@ async fn malformed_sse_never_panics_and_the_gateway_keeps_serving() {
     upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
     let gateway = start_gateway(config_for(&upstream)).await;
 
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_messages(messages_body(true)).await;
     assert_eq!(response.status(), 200);
     let bytes = response.bytes().await.unwrap();
     assert!(
@@ -278,12 +247,7 @@ async fn malformed_sse_never_panics_and_the_gateway_keeps_serving() {
     );
 
     for _ in 0..2 {
-        let response = client()
-            .post(gateway.url("/v1/messages"))
-            .body(messages_body(false))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.post_messages(messages_body(false)).await;
         assert_eq!(response.status(), 200);
         let _ = response.bytes().await.unwrap();
     }
@@ -296,12 +260,9 @@ async fn malformed_sse_never_panics_and_the_gateway_keeps_serving() {
     assert_eq!(reports[1].parse_failures, 1);
     assert_eq!(reports[2].parse_failures, 1);
 
-    let text = client()
-        .post(gateway.url("/v1/messages"))
-        .body(messages_body(true))
-        .send()
+    let text = gateway
+        .post_messages(messages_body(true))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

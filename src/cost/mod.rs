@@ -72,26 +72,7 @@ impl<T: OnCost + ?Sized> OnCost for Arc<T> {
 }
 
 /// Request-scoped receivers of this request's cost reports (put there by outer layers).
-#[derive(Clone, Default)]
-pub struct CostObservers(Vec<Arc<dyn OnCost>>);
-
-impl CostObservers {
-    /// Add an observer to `extensions`, creating the list if needed.
-    pub fn push(extensions: &mut http::Extensions, observer: Arc<dyn OnCost>) {
-        match extensions.get_mut::<CostObservers>() {
-            Some(list) => list.0.push(observer),
-            None => {
-                extensions.insert(CostObservers(vec![observer]));
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for CostObservers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CostObservers({})", self.0.len())
-    }
-}
+pub type CostObservers = crate::observers::Observers<dyn OnCost>;
 
 /// Collects the cost reports of one request's attempts (an outer layer's observer).
 #[derive(Debug, Default)]
@@ -245,7 +226,7 @@ impl<H: OnCost> OnUsage for CostObserver<H> {
     fn on_usage(&self, report: UsageReport) {
         let priced = self.pricer.price(report);
         if let Some(downstream) = &self.downstream {
-            for observer in &downstream.0 {
+            for observer in downstream.iter() {
                 observer.on_cost(priced.clone());
             }
         }

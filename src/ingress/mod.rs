@@ -132,18 +132,13 @@ where
         .cloned()
         .unwrap_or_else(RequestId::generate);
     let mut meta = RequestMeta {
-        request_id: request_id.0,
-        endpoint,
-        model: None,
-        model_span: None,
-        stream: false,
-        agent_type: None,
         client: parts
             .extensions
             .get::<crate::auth::ClientName>()
             .map(|c| c.0.to_string()),
         received_at,
         received_at_wall,
+        ..RequestMeta::new(request_id.0, endpoint)
     };
     let body = if endpoint.has_messages_body() {
         check_messages_body(body, &mut meta)?
@@ -263,17 +258,7 @@ mod tests {
     use super::*;
 
     fn meta() -> RequestMeta {
-        RequestMeta {
-            request_id: "t".into(),
-            endpoint: Endpoint::Messages,
-            model: None,
-            model_span: None,
-            stream: false,
-            agent_type: None,
-            client: None,
-            received_at: Instant::now(),
-            received_at_wall: SystemTime::now(),
-        }
+        RequestMeta::new("t", Endpoint::Messages)
     }
 
     #[test]

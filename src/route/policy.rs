@@ -123,19 +123,13 @@ impl RoutePolicy for ConfigRoutePolicy {
 mod tests {
     use super::*;
     use crate::meta::Endpoint;
-    use std::time::{Instant, SystemTime};
 
     fn meta(model: &str, agent: Option<&str>) -> RequestMeta {
         RequestMeta {
-            request_id: "r".into(),
-            endpoint: Endpoint::Messages,
             model: Some(model.into()),
-            model_span: None,
             stream: true,
             agent_type: agent.map(str::to_owned),
-            client: None,
-            received_at: Instant::now(),
-            received_at_wall: SystemTime::now(),
+            ..RequestMeta::new("r", Endpoint::Messages)
         }
     }
 

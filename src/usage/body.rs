@@ -108,7 +108,9 @@ impl<H: OnUsage> Tap<H> {
         self.reported = true;
         let report = self.take_report(outcome);
         if let Some(observers) = &self.observers {
-            observers.notify(&report);
+            for observer in observers.iter() {
+                observer.on_usage(report.clone());
+            }
         }
         self.hook.on_usage(report);
     }

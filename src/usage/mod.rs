@@ -121,29 +121,4 @@ impl<T: OnUsage + ?Sized> OnUsage for Arc<T> {
 ///
 /// A layer above [`UsageLayer`] (cost, metrics, audit) pushes an observer into the
 /// request's extensions; the usage tap reports each attempt to them after its own hook.
-#[derive(Clone, Default)]
-pub struct UsageObservers(Vec<Arc<dyn OnUsage>>);
-
-impl UsageObservers {
-    /// Add an observer to `extensions`, creating the list if needed.
-    pub fn push(extensions: &mut http::Extensions, observer: Arc<dyn OnUsage>) {
-        match extensions.get_mut::<UsageObservers>() {
-            Some(list) => list.0.push(observer),
-            None => {
-                extensions.insert(UsageObservers(vec![observer]));
-            }
-        }
-    }
-
-    fn notify(&self, report: &UsageReport) {
-        for observer in &self.0 {
-            observer.on_usage(report.clone());
-        }
-    }
-}
-
-impl std::fmt::Debug for UsageObservers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "UsageObservers({})", self.0.len())
-    }
-}
+pub type UsageObservers = crate::observers::Observers<dyn OnUsage>;

@@ -66,6 +66,41 @@ impl TestGateway {
         format!("{}{path}", self.url)
     }
 
+    /// POST `body` to `/v1/messages`.
+    pub async fn post_messages(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        client()
+            .post(self.url("/v1/messages"))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET `path` and parse the answer as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let bytes = client()
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// GET `path` as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        client()
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `/gateway/audit?QUERY` once it holds at least `n` records (they are written by a
     /// background writer within a second).
     pub async fn wait_audit(&self, query: &str, n: usize) -> Vec<serde_json::Value> {

@@ -82,20 +82,8 @@ impl std::error::Error for StreamError {}
 /// 500 `api_error`, 503/529 `overloaded_error`, 504 `timeout_error`; other 4xx
 /// `invalid_request_error`; anything else `api_error`.
 pub fn anthropic_error_type_for_status(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        500 => "api_error",
-        503 | 529 => "overloaded_error",
-        504 => "timeout_error",
-        _ if (400..=499).contains(&status) => "invalid_request_error",
-        _ => "api_error",
-    }
+    // One table for the whole gateway: the same status gets the same type everywhere.
+    http::StatusCode::from_u16(status).map_or("api_error", crate::error::anthropic_type_for_status)
 }
 
 #[derive(Serialize)]
