@@ -20,7 +20,7 @@ use crate::meta::{Endpoint, RequestMeta};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::{header, Method, Request, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use std::ops::Range;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
@@ -94,28 +94,15 @@ where
     let received_at_wall = SystemTime::now();
     let (mut parts, body) = request.into_parts();
     let endpoint = endpoint_for(&parts.method, parts.uri.path())?;
-    if let Some(length) = parts
+    let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if length > max as u64 {
-            return Err(too_large(max));
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Err(too_large(max));
     }
-    let body = match Limited::new(body, max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(too_large(max))
-        }
-        Err(_) => {
-            return Err(Error::new(
-                ErrorKind::BadRequest,
-                "the request body could not be read",
-            ))
-        }
-    };
+    let body = collect_body(body, declared, max).await?;
     if let Some(clock) = parts
         .extensions
         .get::<std::sync::Arc<crate::meta::RequestClock>>()
@@ -159,6 +146,40 @@ fn too_large(max: usize) -> Error {
         ErrorKind::BodyTooLarge,
         format!("request body is larger than the gateway's limit of {max} bytes"),
     )
+}
+
+/// Read the whole body into one buffer, sized from `Content-Length` when the client gave
+/// one: each frame is copied once and dropped at once, so hyper can reuse its read
+/// buffer instead of every frame pinning one until the end (as collecting them would).
+async fn collect_body<B>(body: B, declared: Option<u64>, max: usize) -> Result<Bytes, Error>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max));
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|_| Error::new(ErrorKind::BadRequest, "the request body could not be read"))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: nothing of the body
+        };
+        if first.as_ref().map_or(0, Bytes::len) + buf.len() + data.len() > max {
+            return Err(too_large(max));
+        }
+        // A body that arrives in one frame is kept as it came, without a copy.
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(head) => {
+                buf.reserve(capacity.max(head.len() + data.len()));
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Which API `path` is, refusing unknown paths and methods.
@@ -259,6 +280,45 @@ mod tests {
 
     fn meta() -> RequestMeta {
         RequestMeta::new("t", Endpoint::Messages)
+    }
+
+    /// A body that arrives as these frames.
+    fn framed(
+        parts: &[&'static str],
+    ) -> http_body_util::StreamBody<
+        futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Error>>>,
+    > {
+        let frames: Vec<Result<http_body::Frame<Bytes>, Error>> = parts
+            .iter()
+            .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p.as_bytes()))))
+            .collect();
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn a_body_in_many_frames_is_read_whole_and_in_order() {
+        for declared in [None, Some(9), Some(1_000)] {
+            let body = collect_body(framed(&["abc", "", "def", "ghi"]), declared, 100)
+                .await
+                .unwrap();
+            assert_eq!(&body[..], b"abcdefghi", "declared {declared:?}");
+        }
+        let one = collect_body(framed(&["whole"]), Some(5), 100)
+            .await
+            .unwrap();
+        assert_eq!(&one[..], b"whole");
+        let none = collect_body(framed(&[]), None, 100).await.unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_even_without_a_length() {
+        let error = collect_body(framed(&["12345", "6"]), None, 5)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::BodyTooLarge);
+        let exact = collect_body(framed(&["12", "345"]), None, 5).await.unwrap();
+        assert_eq!(&exact[..], b"12345");
     }
 
     #[test]
