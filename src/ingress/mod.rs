@@ -283,11 +283,7 @@ mod tests {
     }
 
     /// A body that arrives as these frames.
-    fn framed(
-        parts: &[&'static str],
-    ) -> http_body_util::StreamBody<
-        futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Error>>>,
-    > {
+    fn framed(parts: &[&'static str]) -> impl http_body::Body<Data = Bytes, Error = Error> {
         let frames: Vec<Result<http_body::Frame<Bytes>, Error>> = parts
             .iter()
             .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p.as_bytes()))))
