@@ -5,6 +5,11 @@
 //! SSE text. Prints; asserts only that all landed.
 //!
 //! `cargo test --release --test audit_throughput -- --ignored --nocapture`
+//!
+//! On a shared 2-core VM (load ~4), 2000 records of 124 KB bodies:
+//! schema v1 (bodies inline): 1190–1490 records/s durable, writer CPU
+//! 300–350 µs/record, 127,193 bytes/record on disk; schema v2 (chunk dedup):
+//! 1680–3610 records/s, 225–235 µs/record, 42,610 bytes/record.
 
 use std::time::Instant;
 
