@@ -31,7 +31,7 @@
 //! | extension | inserted by | read by |
 //! |---|---|---|
 //! | [`RequestId`](error_response::RequestId) (request) | the router, or the outer layers when used alone | every layer that reports |
-//! | [`AuditDraft`](audit::AuditDraft) (request) | [`AuditLayer`](audit::AuditLayer) | ingress fills it (body, meta) |
+//! | [`AuditDraft`](audit::AuditDraft) (request) | [`AuditLayer`](audit::AuditLayer) | ingress fills it (meta; the body goes on to the audit sink at once) |
 //! | [`AttemptLog`] (request) | [`AuditLayer`](audit::AuditLayer) | fallback appends each attempt |
 //! | [`CostObservers`](cost::CostObservers) (request) | audit, metrics | [`CostLayer`](cost::CostLayer) reports to them |
 //! | `Arc<`[`RequestClock`]`>` (request) | [`MetricsLayer`](metrics::MetricsLayer) | the provider marks send and chunk times |

@@ -26,7 +26,7 @@ fn kill9_child() {
             endpoint: "messages".into(),
             outcome: "complete".into(),
             status: 200,
-            request_body: Some("b".repeat(2000)),
+            request_body: Some("b".repeat(2000).into()),
             ..Default::default()
         });
     }

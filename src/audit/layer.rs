@@ -1,6 +1,6 @@
 //! [`AuditLayer`]: one record per request, closed exactly once, handed to a sink.
 
-use super::{AuditAttempt, AuditRecord, AuditSink, AuditUsage};
+use super::{AuditAttempt, AuditRecord, AuditSink, AuditUsage, StagedBody};
 use crate::cost::{CostCollector, CostObservers};
 use crate::error_response::{ErrorInfo, RequestId};
 use crate::meta::{AnswerHead, AttemptLog, Endpoint, RequestMeta};
@@ -39,15 +39,37 @@ impl Default for AuditOptions {
 
 /// What ingress learns about a request, for the audit record (an outer layer inserts
 /// it; ingress fills it, even for a request it refuses).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AuditDraft(Arc<Mutex<DraftState>>);
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for AuditDraft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("AuditDraft")
+            .field("keep_body", &state.keep_body)
+            .field("body", &state.body)
+            .field("meta", &state.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
 struct DraftState {
-    /// Whether the request body is kept (it is held until the record closes).
+    /// Whether the request body is kept.
     keep_body: bool,
-    body: Option<Bytes>,
+    /// Where the body goes as soon as it is read, and where it is cut; without
+    /// one the body is held here, uncut, until the record closes.
+    stage: Option<(Arc<dyn AuditSink>, usize)>,
+    body: Option<DraftBody>,
     meta: Option<RequestMeta>,
+}
+
+#[derive(Debug)]
+enum DraftBody {
+    /// Held here, not cut yet (a draft made with [`AuditDraft::new`]).
+    Raw(Bytes),
+    /// Cut and handed to the sink, which kept it or gave it back.
+    Staged(StagedBody),
 }
 
 impl AuditDraft {
@@ -57,7 +79,8 @@ impl AuditDraft {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A draft that keeps the request body (for the record) or not.
+    /// A draft that keeps the request body (for the record) or not. The body
+    /// is held in the draft until the record closes.
     pub fn new(keep_body: bool) -> Self {
         Self(Arc::new(Mutex::new(DraftState {
             keep_body,
@@ -65,12 +88,34 @@ impl AuditDraft {
         })))
     }
 
-    /// The request body as the client sent it; held only when request bodies are audited.
+    /// A draft that hands the request body, cut at `max_body_bytes`, to
+    /// `sink` as soon as ingress has it ([`AuditSink::stage_request_body`]).
+    fn staging(sink: Arc<dyn AuditSink>, max_body_bytes: usize) -> Self {
+        Self(Arc::new(Mutex::new(DraftState {
+            keep_body: true,
+            stage: Some((sink, max_body_bytes)),
+            ..DraftState::default()
+        })))
+    }
+
+    /// The request body as the client sent it; kept only when request bodies
+    /// are audited. The layer's own drafts hand it to the sink right here, so
+    /// the request path does not hold it while the answer streams.
     pub fn set_request_body(&self, body: Bytes) {
-        let mut state = self.lock();
-        if state.keep_body {
-            state.body = Some(body);
-        }
+        let stage = {
+            let state = self.lock();
+            if !state.keep_body {
+                return;
+            }
+            state.stage.clone()
+        };
+        // The sink is called without the lock held: it may take a while to
+        // copy a cut body, and nothing else should wait on that.
+        let body = match stage {
+            Some((sink, max)) => DraftBody::Staged(sink.stage_request_body(cut_body(body, max))),
+            None => DraftBody::Raw(body),
+        };
+        self.lock().body = Some(body);
     }
 
     /// The request's metadata, once ingress has checked it.
@@ -153,7 +198,11 @@ where
                 extensions.insert(id.clone());
                 id
             });
-            let draft = AuditDraft::new(self.layer.options.log_request_bodies);
+            let draft = if self.layer.options.log_request_bodies {
+                AuditDraft::staging(sink.clone(), self.layer.options.max_body_bytes)
+            } else {
+                AuditDraft::new(false)
+            };
             let attempts = AttemptLog::default();
             let costs = Arc::new(CostCollector::default());
             extensions.insert(draft.clone());
@@ -304,22 +353,34 @@ impl BoundedCopy {
         self.kept.extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    fn into_text(self) -> String {
-        cut_text(&self.kept, self.total, self.max)
+    fn into_bytes(self) -> Bytes {
+        let mut kept = self.kept;
+        if self.total > kept.len() {
+            push_cut_marker(&mut kept, self.total);
+        }
+        Bytes::from(kept)
     }
 }
 
-/// `bytes` (the first `max` of `total`) as text, with a visible marker when cut.
-fn cut_text(bytes: &[u8], total: usize, max: usize) -> String {
-    let kept = &bytes[..bytes.len().min(max)];
-    let mut text = String::from_utf8_lossy(kept).into_owned();
-    if total > kept.len() {
-        text.push_str(&format!(
-            "\n[llm-gateway: body cut at {} of {total} bytes]",
-            kept.len()
-        ));
+/// `body` cut to its first `max` bytes with a visible marker appended; the
+/// same `Bytes` (no copy) when it fits.
+fn cut_body(body: Bytes, max: usize) -> Bytes {
+    if body.len() <= max {
+        return body;
     }
-    text
+    let mut kept = Vec::with_capacity(max + 64);
+    kept.extend_from_slice(&body[..max]);
+    push_cut_marker(&mut kept, body.len());
+    Bytes::from(kept)
+}
+
+/// The marker that says a body was cut: bytes kept, of how many.
+fn push_cut_marker(kept: &mut Vec<u8>, total: usize) {
+    let marker = format!(
+        "\n[llm-gateway: body cut at {} of {total} bytes]",
+        kept.len()
+    );
+    kept.extend_from_slice(marker.as_bytes());
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -399,10 +460,12 @@ impl Recorder {
             .map(|c| c.usage.provider.to_string())
             .or_else(|| self.provider.take())
             .or_else(|| attempts.last().map(|a| a.provider.clone()));
-        let request_body = if self.options.log_request_bodies {
-            body.map(|b| cut_text(&b, b.len(), self.options.max_body_bytes))
-        } else {
-            None
+        let (request_body, request_body_ticket) = match body {
+            _ if !self.options.log_request_bodies => (None, None),
+            None => (None, None),
+            Some(DraftBody::Raw(b)) => (Some(cut_body(b, self.options.max_body_bytes)), None),
+            Some(DraftBody::Staged(StagedBody::Inline(b))) => (Some(b), None),
+            Some(DraftBody::Staged(StagedBody::Ticket(t))) => (None, Some(t)),
         };
         let endpoint = match meta.as_ref().map(|m| m.endpoint) {
             Some(Endpoint::Messages) => "messages",
@@ -442,7 +505,8 @@ impl Recorder {
             outcome: outcome.to_owned(),
             error: self.error.take(),
             request_body,
-            response_body: self.response_body.take().map(BoundedCopy::into_text),
+            response_body: self.response_body.take().map(BoundedCopy::into_bytes),
+            request_body_ticket,
         }
     }
 }
@@ -450,5 +514,111 @@ impl Recorder {
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.finish(Ending::Dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::BodyTicket;
+    use http_body_util::{BodyExt, Full};
+    use std::convert::Infallible;
+
+    /// A sink that takes staged bodies (like the store) and remembers them.
+    #[derive(Default)]
+    struct TakingSink {
+        staged: Mutex<Vec<Bytes>>,
+        records: Mutex<Vec<AuditRecord>>,
+    }
+
+    impl AuditSink for TakingSink {
+        fn submit(&self, record: AuditRecord) {
+            self.records.lock().unwrap().push(record);
+        }
+
+        fn stage_request_body(&self, body: Bytes) -> StagedBody {
+            let mut staged = self.staged.lock().unwrap();
+            staged.push(body);
+            StagedBody::Ticket(BodyTicket {
+                store: 7,
+                number: staged.len() as u64,
+            })
+        }
+    }
+
+    /// Run one request through the layer around a service that does what
+    /// ingress does with the draft; returns whether the draft then held only
+    /// a ticket (not the body) while the answer went out.
+    async fn one_request(sink: Arc<dyn AuditSink>, max: usize, body: &'static [u8]) -> bool {
+        let seen = Arc::new(Mutex::new(None));
+        let inner = {
+            let seen = seen.clone();
+            tower::service_fn(move |request: Request<Bytes>| {
+                let seen = seen.clone();
+                async move {
+                    let draft = request.extensions().get::<AuditDraft>().unwrap().clone();
+                    draft.set_request_body(request.body().clone());
+                    let ticket_only = matches!(
+                        draft.lock().body,
+                        Some(DraftBody::Staged(StagedBody::Ticket(_)))
+                    );
+                    *seen.lock().unwrap() = Some(ticket_only);
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                }
+            })
+        };
+        let options = AuditOptions {
+            max_body_bytes: max,
+            ..AuditOptions::default()
+        };
+        let mut service = AuditLayer::new(sink, options).layer(inner);
+        let request = Request::post("/v1/messages")
+            .body(Bytes::from_static(body))
+            .unwrap();
+        let response = service.call(request).await.unwrap();
+        let _ = response.into_body().collect().await.unwrap();
+        let ticket_only = seen.lock().unwrap().take().unwrap();
+        ticket_only
+    }
+
+    #[tokio::test]
+    async fn the_request_body_is_staged_cut_and_not_held_by_the_draft() {
+        let sink = Arc::new(TakingSink::default());
+        let ticket_only = one_request(sink.clone(), 8, b"0123456789abcdef").await;
+        let staged = sink.staged.lock().unwrap().clone();
+        assert_eq!(
+            staged,
+            [Bytes::from_static(
+                b"01234567\n[llm-gateway: body cut at 8 of 16 bytes]"
+            )]
+        );
+        assert!(ticket_only, "the draft keeps only the ticket");
+        let records = sink.records.lock().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].request_body, None);
+        assert_eq!(
+            records[0].request_body_ticket,
+            Some(BodyTicket {
+                store: 7,
+                number: 1
+            })
+        );
+        assert_eq!(records[0].response_body.as_deref(), Some(&b"ok"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_plain_sink_gets_the_body_inline() {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = {
+            let records = records.clone();
+            move |r: AuditRecord| records.lock().unwrap().push(r)
+        };
+        assert!(!one_request(Arc::new(sink), 1024, b"{\"model\":\"m\"}").await);
+        let records = records.lock().unwrap();
+        assert_eq!(
+            records[0].request_body.as_deref(),
+            Some(&b"{\"model\":\"m\"}"[..])
+        );
+        assert_eq!(records[0].request_body_ticket, None);
     }
 }

@@ -56,12 +56,30 @@
 //!
 //! # Storage
 //!
-//! One table, `audit_records`, described in the `schema` module: `seq`
-//! (`INTEGER PRIMARY KEY AUTOINCREMENT`, the order for `logs --follow`),
-//! scalar columns for the filters (`request_id` and `timestamp_ms` indexed;
-//! `provider`, `requested_model`, `served_model`), the record as JSON with its
-//! bodies nulled, and the two bodies in their own columns so they are not
-//! JSON-escaped twice. `request_id` is indexed but not `UNIQUE`: a unique
+//! One table, `audit_records`, described in the `schema` module (version 2):
+//! `seq` (`INTEGER PRIMARY KEY AUTOINCREMENT`, the order for
+//! `logs --follow`), scalar columns for the filters (`request_id` and
+//! `timestamp_ms` indexed; `provider`, `requested_model`, `served_model`),
+//! the record as JSON with its bodies nulled, and the two bodies in their
+//! own columns so they are not JSON-escaped twice.
+//!
+//! Bodies are bytes. One of up to 16 KiB stays inline in its row; a longer
+//! one is cut by FastCDC (2 / 8 / 64 KiB min / average / max) on the writer
+//! thread, each chunk is stored once in `audit_chunks` under its blake3
+//! hash, and the row lists its chunk ids. A coding agent resends its whole
+//! conversation every turn, so consecutive requests share nearly all their
+//! chunks and each record adds only what is new. Reads reassemble the bodies
+//! byte-exact; text (lossy UTF-8) is made only when a record is serialized
+//! or printed. A version-1 file is upgraded in place when the writer opens
+//! it; its rows keep their inline bodies.
+//!
+//! When request bodies are logged, [`AuditLayer`] hands the body to the sink
+//! as soon as ingress has read it ([`AuditSink::stage_request_body`]); the
+//! store queues it to the writer, which stores it at once and keeps a
+//! ticket until the record naming it comes, so the proxy does not hold a
+//! 100 KB body for the life of a stream.
+//!
+//! `request_id` is indexed but not `UNIQUE`: a unique
 //! constraint would make a duplicate fail its whole batch or be ignored
 //! silently; one record per request is the caller's contract. The store
 //! never adds to a record: what is stored is what was submitted (except the
@@ -72,7 +90,10 @@
 //! With `retention_days` and/or `max_bytes`, the writer prunes at start-up
 //! and every `prune_interval` (5 min), in small steps between batches: rows
 //! older than the cut-off, then the oldest rows until the used pages are at
-//! 90 % of `max_bytes`, then `PRAGMA incremental_vacuum` (the file is created
+//! 90 % of `max_bytes` — each deletion releases its rows' chunk references
+//! and deletes the chunks no remaining row refers to — then unreferenced
+//! chunks left by a crash or an evicted staged body, then
+//! `PRAGMA incremental_vacuum` (the file is created
 //! with `auto_vacuum=INCREMENTAL`; an older file is converted once with
 //! `VACUUM` at open), then a truncating WAL checkpoint, so the file shrinks
 //! rather than keeping its high-water mark.
@@ -86,6 +107,7 @@
 //! async code use `spawn_blocking`. `since` accepts unix milliseconds or
 //! RFC 3339 ([`parse_since`]).
 
+mod chunks;
 mod error;
 mod layer;
 mod query;
@@ -97,11 +119,13 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use bytes::Bytes;
+
 pub use error::AuditError;
 pub use layer::{AuditBody, AuditDraft, AuditFuture, AuditLayer, AuditOptions, AuditService};
 pub use query::{parse_since, AuditDbStats, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT};
 pub use record::{AuditAttempt, AuditRecord, AuditUsage};
-pub use store::{AuditStats, AuditStore, AuditStoreConfig, BODY_SHED_MARKER};
+pub use store::{AuditStats, AuditStore, AuditStoreConfig, BODY_LOST_MARKER, BODY_SHED_MARKER};
 
 /// Where audit records go. The request path calls [`submit`](Self::submit)
 /// once per request; it must not block.
@@ -109,9 +133,60 @@ pub use store::{AuditStats, AuditStore, AuditStoreConfig, BODY_SHED_MARKER};
 /// Implemented by [`AuditStore`], by any `Fn(AuditRecord)` closure (for
 /// library users who ship records elsewhere, and for tests), and by `()`,
 /// which discards records (auditing disabled).
+///
+/// When request bodies are logged, [`AuditLayer`] hands the body to
+/// [`stage_request_body`](Self::stage_request_body) as soon as ingress has
+/// read it, so the proxy need not hold it while the answer streams. The
+/// provided method keeps it in memory and the record arrives with an inline
+/// `request_body`, so a custom sink sees whole records and needs nothing
+/// more; [`AuditStore`] overrides it to send the body to its writer at once.
+///
+/// ```
+/// use llm_gateway::audit::{AuditRecord, AuditSink, StagedBody};
+///
+/// let sink = |record: AuditRecord| assert!(record.request_body.is_some());
+/// match sink.stage_request_body(bytes::Bytes::from_static(b"{}")) {
+///     StagedBody::Inline(body) => assert_eq!(&body[..], b"{}"),
+///     StagedBody::Ticket(_) => unreachable!("the provided method keeps the body"),
+/// }
+/// ```
 pub trait AuditSink: Send + Sync + 'static {
     /// Accept one record. Must return promptly without waiting on I/O.
+    ///
+    /// A record whose `request_body_ticket` is set names a body this sink
+    /// took earlier through [`stage_request_body`](Self::stage_request_body).
     fn submit(&self, record: AuditRecord);
+
+    /// Take a request body ahead of its record (already cut at
+    /// `max_body_bytes`). Must not block.
+    ///
+    /// Returns [`StagedBody::Inline`] with the body when the caller should
+    /// keep it and put it in the record (the default), or
+    /// [`StagedBody::Ticket`] when the sink took it; the caller then sets the
+    /// record's `request_body_ticket` instead, and the sink joins the two.
+    fn stage_request_body(&self, body: Bytes) -> StagedBody {
+        StagedBody::Inline(body)
+    }
+}
+
+/// What became of a request body handed to [`AuditSink::stage_request_body`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StagedBody {
+    /// The caller keeps the body and puts it in the record's `request_body`.
+    Inline(Bytes),
+    /// The sink took the body; the record names it in `request_body_ticket`.
+    Ticket(BodyTicket),
+}
+
+/// Names a request body a sink took ahead of its record (see
+/// [`AuditSink::stage_request_body`]). Only the sink that issued it can
+/// redeem it; elsewhere it means "body not kept".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BodyTicket {
+    /// Which store issued it (process-unique).
+    pub(crate) store: u64,
+    /// The store's sequence number of the body.
+    pub(crate) number: u64,
 }
 
 impl<F> AuditSink for F
@@ -130,5 +205,9 @@ impl AuditSink for () {
 impl<S: AuditSink + ?Sized> AuditSink for std::sync::Arc<S> {
     fn submit(&self, record: AuditRecord) {
         (**self).submit(record)
+    }
+
+    fn stage_request_body(&self, body: Bytes) -> StagedBody {
+        (**self).stage_request_body(body)
     }
 }

@@ -7,13 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 use serde::{Deserialize, Serialize};
 
+use super::chunks;
 use super::error::AuditError;
 use super::record::AuditRecord;
-use super::schema::{self, Pages, SELECT_COLUMNS};
+use super::schema::{self, Pages};
 
 /// `limit` used when a query gives none.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -152,7 +153,9 @@ impl AuditReader {
             params.push(Value::Integer(since));
             clauses.push(format!("timestamp_ms >= ?{}", params.len()));
         }
-        let mut sql = format!("SELECT {SELECT_COLUMNS} FROM audit_records");
+        let conn = schema::open_reader(&self.path)?;
+        let columns = schema::select_columns(&conn)?;
+        let mut sql = format!("SELECT {columns} FROM audit_records");
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.join(" AND "));
@@ -162,7 +165,6 @@ impl AuditReader {
             " ORDER BY timestamp_ms DESC, seq DESC LIMIT ?{}",
             params.len()
         ));
-        let conn = schema::open_reader(&self.path)?;
         read_rows(&conn, &sql, params)
     }
 
@@ -178,14 +180,14 @@ impl AuditReader {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-        );
+        let conn = schema::open_reader(&self.path)?;
+        let columns = schema::select_columns(&conn)?;
+        let sql =
+            format!("SELECT {columns} FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2");
         let params = vec![
             Value::Integer(after_seq),
             Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
         ];
-        let conn = schema::open_reader(&self.path)?;
         read_rows(&conn, &sql, params)
     }
 
@@ -212,26 +214,34 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 
+/// Run a select of the schema's read columns and rebuild the records,
+/// reassembling chunked bodies byte-exact. One read transaction, so the
+/// rows and their chunks come from the same snapshot even while the writer
+/// prunes.
 fn read_rows(
     conn: &Connection,
     sql: &str,
     params: Vec<Value>,
 ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map(params_from_iter(params), |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, Option<String>>(2)?,
-            row.get::<_, Option<String>>(3)?,
-        ))
-    })?;
+    let tx = conn.unchecked_transaction()?;
+    let mut stmt = tx.prepare(sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
     let mut out = Vec::new();
-    for row in rows {
-        let (seq, json, request_body, response_body) = row?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let json: String = row.get(1)?;
         let mut record: AuditRecord = serde_json::from_str(&json)?;
-        record.request_body = request_body;
-        record.response_body = response_body;
+        let body = |inline: usize, list: usize| -> Result<Option<bytes::Bytes>, AuditError> {
+            if let Some(body) = chunks::column_bytes(row.get_ref(inline)?) {
+                return Ok(Some(body));
+            }
+            match row.get_ref(list)? {
+                ValueRef::Blob(list) => Ok(Some(chunks::read_chunks(&tx, list)?)),
+                _ => Ok(None),
+            }
+        };
+        record.request_body = body(2, 4)?;
+        record.response_body = body(3, 5)?;
         out.push((seq, record));
     }
     Ok(out)

@@ -1,12 +1,37 @@
 //! The audit record: what one request leaves behind, and what
 //! `GET /gateway/audit` returns as JSON.
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use super::BodyTicket;
 
 /// One request's audit record. Exactly one is written per request.
 ///
 /// Serialized with serde as-is (field names are the JSON keys); the store
-/// keeps it as JSON text plus a few scalar columns used for filtering.
+/// keeps it as JSON text plus a few scalar columns used for filtering, and
+/// the bodies apart (large ones split into deduplicated chunks).
+///
+/// Bodies are raw bytes, exactly as they passed through the gateway. They
+/// become text only where they are read out: serializing a record writes
+/// each body as a JSON string, converting it from UTF-8 lossily (an invalid
+/// sequence becomes U+FFFD, never an error); [`request_body_text`] and
+/// [`response_body_text`] do the same for other readers.
+///
+/// [`request_body_text`]: AuditRecord::request_body_text
+/// [`response_body_text`]: AuditRecord::response_body_text
+///
+/// ```
+/// use llm_gateway::audit::AuditRecord;
+///
+/// let record = AuditRecord {
+///     request_body: Some(bytes::Bytes::from_static(b"{\"model\":\"m\"}")),
+///     ..Default::default()
+/// };
+/// assert_eq!(record.request_body_text().as_deref(), Some("{\"model\":\"m\"}"));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// The gateway's request id (`x-gateway-request-id`).
@@ -57,13 +82,25 @@ pub struct AuditRecord {
     /// Client-safe error message, if any.
     #[serde(default)]
     pub error: Option<String>,
-    /// The request body as configured; already cut by the caller at
-    /// `max_body_bytes` with a marker. The store never adds to it.
-    #[serde(default)]
-    pub request_body: Option<String>,
-    /// The response body as configured; for streams the SSE text as sent.
-    #[serde(default)]
-    pub response_body: Option<String>,
+    /// The request body as configured, as raw bytes; already cut by the
+    /// caller at `max_body_bytes` with a visible marker appended. The store
+    /// never adds to it (except its overload marker, see
+    /// [`BODY_SHED_MARKER`](super::BODY_SHED_MARKER)). Serialized as a JSON
+    /// string (lossy UTF-8).
+    #[serde(default, with = "body_text")]
+    pub request_body: Option<Bytes>,
+    /// The response body as configured, as raw bytes; for streams the SSE
+    /// text as sent. Cut and serialized like `request_body`.
+    #[serde(default, with = "body_text")]
+    pub response_body: Option<Bytes>,
+    /// Set instead of `request_body` when the request body was handed to
+    /// the sink ahead of the record ([`AuditSink::stage_request_body`]); the
+    /// sink that issued the ticket puts the body back in the record it
+    /// stores. `None` in every record read back, and never serialized.
+    ///
+    /// [`AuditSink::stage_request_body`]: super::AuditSink::stage_request_body
+    #[serde(skip)]
+    pub request_body_ticket: Option<BodyTicket>,
 }
 
 /// One upstream attempt of a request.
@@ -109,8 +146,41 @@ impl AuditRecord {
     /// Total length in bytes of the two bodies (what dominates the record's
     /// size in memory and on disk).
     pub fn body_bytes(&self) -> usize {
-        self.request_body.as_ref().map_or(0, String::len)
-            + self.response_body.as_ref().map_or(0, String::len)
+        self.request_body.as_ref().map_or(0, Bytes::len)
+            + self.response_body.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// The request body as text: lossy UTF-8, borrowed when it is valid.
+    pub fn request_body_text(&self) -> Option<Cow<'_, str>> {
+        self.request_body.as_deref().map(String::from_utf8_lossy)
+    }
+
+    /// The response body as text: lossy UTF-8, borrowed when it is valid.
+    pub fn response_body_text(&self) -> Option<Cow<'_, str>> {
+        self.response_body.as_deref().map(String::from_utf8_lossy)
+    }
+}
+
+/// Bodies in JSON: a string, converted from the raw bytes when serialized
+/// (lossy UTF-8), and taken as its UTF-8 bytes when deserialized.
+mod body_text {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        body: &Option<Bytes>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match body {
+            Some(bytes) => serializer.serialize_str(&String::from_utf8_lossy(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Bytes>, D::Error> {
+        Ok(Option::<String>::deserialize(deserializer)?.map(Bytes::from))
     }
 }
 
@@ -158,8 +228,9 @@ mod tests {
             price_table_version: Some("2025-09".into()),
             outcome: "complete".into(),
             error: None,
-            request_body: Some("{\"model\":\"x\"}".into()),
-            response_body: Some("event: ping\ndata: {}\n\n".into()),
+            request_body: Some(Bytes::from_static(b"{\"model\":\"x\"}")),
+            response_body: Some(Bytes::from_static(b"event: ping\ndata: {}\n\n")),
+            request_body_ticket: None,
         }
     }
 
@@ -214,5 +285,17 @@ mod tests {
             "{\"model\":\"x\"}".len() + "event: ping\ndata: {}\n\n".len()
         );
         assert_eq!(AuditRecord::default().body_bytes(), 0);
+    }
+
+    #[test]
+    fn invalid_utf8_bodies_serialize_with_replacement_characters() {
+        let mut r = full();
+        r.request_body = Some(Bytes::from_static(b"ok \xff\xfe end"));
+        r.response_body = Some(Bytes::from_static(b"\xe2\x82"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["request_body"], "ok \u{FFFD}\u{FFFD} end");
+        assert_eq!(v["response_body"], "\u{FFFD}");
+        assert_eq!(r.request_body_text().unwrap(), "ok \u{FFFD}\u{FFFD} end");
+        assert!(v.get("request_body_ticket").is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! The SQL: table layout, pragmas, and opening connections.
 //!
-//! Layout (`user_version` 1):
+//! Layout (`user_version` 2):
 //!
 //! ```sql
 //! audit_records(
@@ -11,9 +11,18 @@
 //!     requested_model TEXT,
 //!     served_model  TEXT,
 //!     record_json   TEXT NOT NULL,                     -- the record, bodies set to null
-//!     request_body  TEXT,
-//!     response_body TEXT
+//!     request_body  TEXT,     -- inline body: TEXT if valid UTF-8, else BLOB
+//!     response_body TEXT,
+//!     request_chunks  BLOB,   -- or: chunk ids in order, 8 bytes LE each (v2)
+//!     response_chunks BLOB
 //! )
+//! audit_chunks(                                        -- v2
+//!     id    INTEGER PRIMARY KEY,
+//!     hash  BLOB NOT NULL UNIQUE,   -- blake3 of the chunk's bytes
+//!     size  INTEGER NOT NULL,
+//!     refs  INTEGER NOT NULL        -- references from audit_records rows
+//! )
+//! audit_chunk_data(id INTEGER PRIMARY KEY, data BLOB NOT NULL)  -- v2
 //! ```
 //!
 //! The bodies live in their own columns, last, so that (a) they are not
@@ -22,9 +31,23 @@
 //! and the small JSON sit in the row's first page while the large bodies go
 //! to overflow pages.
 //!
+//! A body over the writer's threshold is split into content-defined chunks,
+//! each stored once under its hash; the row keeps the list of chunk ids
+//! (either the inline column or the chunk list is set, never both). `refs`
+//! counts the rows that list a chunk (with multiplicity); it lives apart
+//! from the chunk's bytes so that bumping it rewrites a small row, not a
+//! 64 KiB blob. A chunk at `refs = 0` is garbage unless the writer holds it
+//! for a staged body whose record has not arrived yet; retention deletes
+//! the others (a partial index finds them).
+//!
 //! `AUTOINCREMENT` (not just a rowid alias) guarantees `seq` is never reused,
 //! even after retention deletes the newest rows, so a follower's cursor stays
 //! valid.
+//!
+//! Version 1 (no chunk columns or tables) is upgraded in place when the
+//! writer opens it: two `ALTER TABLE … ADD COLUMN` and the new tables; its
+//! rows keep their inline bodies and read as before. Readers never upgrade:
+//! on a version-1 file they simply read no chunk columns.
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +57,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::error::AuditError;
 
 /// The newest schema version this code writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long the writer waits for a lock held by someone else before the
 /// commit fails (it is then retried with back-off).
@@ -45,7 +68,9 @@ const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(2000);
 /// Cap on the size the WAL file is truncated back to after a checkpoint.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-const CREATE: &str = "
+/// The version-1 table, as version 1 created it (kept for the upgrade test
+/// and as the base the upgrade adds to).
+pub(crate) const CREATE_V1: &str = "
 CREATE TABLE IF NOT EXISTS audit_records (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id TEXT NOT NULL,
@@ -61,23 +86,70 @@ CREATE INDEX IF NOT EXISTS audit_records_request_id ON audit_records(request_id)
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records(timestamp_ms, seq);
 ";
 
+/// What version 2 adds to version 1 (the columns go in with `ALTER TABLE`).
+const CREATE_V2_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS audit_chunks (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    refs INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_chunks_unreferenced ON audit_chunks(id) WHERE refs <= 0;
+CREATE TABLE IF NOT EXISTS audit_chunk_data (
+    id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+";
+
+/// Columns version 2 adds to `audit_records`.
+const V2_COLUMNS: [&str; 2] = ["request_chunks", "response_chunks"];
+
 /// Insert one row; parameters in column order, `seq` assigned by SQLite.
 pub(crate) const INSERT: &str = "INSERT INTO audit_records \
     (request_id, timestamp_ms, provider, requested_model, served_model, \
-     record_json, request_body, response_body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+     record_json, request_body, response_body, request_chunks, response_chunks) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// Columns every read selects, in this order: seq, json, request body,
-/// response body.
-pub(crate) const SELECT_COLUMNS: &str = "seq, record_json, request_body, response_body";
+/// response body, request chunk list, response chunk list.
+pub(crate) const SELECT_COLUMNS: &str =
+    "seq, record_json, request_body, response_body, request_chunks, response_chunks";
 
-/// Delete up to `?2` rows older than `?1` (unix ms).
+/// [`SELECT_COLUMNS`] for a version-1 file, which has no chunk lists.
+pub(crate) const SELECT_COLUMNS_V1: &str =
+    "seq, record_json, request_body, response_body, NULL, NULL";
+
+/// Delete up to `?2` rows older than `?1` (unix ms), returning their chunk
+/// lists (so their chunks' `refs` can be released).
 pub(crate) const DELETE_OLDER_THAN: &str = "DELETE FROM audit_records WHERE seq IN \
-    (SELECT seq FROM audit_records WHERE timestamp_ms < ?1 ORDER BY timestamp_ms LIMIT ?2)";
+    (SELECT seq FROM audit_records WHERE timestamp_ms < ?1 ORDER BY timestamp_ms LIMIT ?2) \
+    RETURNING request_chunks, response_chunks";
 
-/// Delete the `?1` oldest rows (insertion order).
-pub(crate) const DELETE_OLDEST: &str =
-    "DELETE FROM audit_records WHERE seq IN (SELECT seq FROM audit_records ORDER BY seq LIMIT ?1)";
+/// Delete the `?1` oldest rows (insertion order), returning their chunk lists.
+pub(crate) const DELETE_OLDEST: &str = "DELETE FROM audit_records WHERE seq IN \
+    (SELECT seq FROM audit_records ORDER BY seq LIMIT ?1) \
+    RETURNING request_chunks, response_chunks";
+
+/// The id of the chunk with hash `?1`.
+pub(crate) const FIND_CHUNK: &str = "SELECT id FROM audit_chunks WHERE hash = ?1";
+/// A new chunk (hash, size), unreferenced; its bytes go in with
+/// [`INSERT_CHUNK_DATA`] under the same id.
+pub(crate) const INSERT_CHUNK: &str =
+    "INSERT INTO audit_chunks (hash, size, refs) VALUES (?1, ?2, 0)";
+/// The bytes of chunk `?1`.
+pub(crate) const INSERT_CHUNK_DATA: &str =
+    "INSERT INTO audit_chunk_data (id, data) VALUES (?1, ?2)";
+/// Add `?2` (may be negative) to the references of chunk `?1`.
+pub(crate) const ADD_CHUNK_REFS: &str = "UPDATE audit_chunks SET refs = refs + ?2 WHERE id = ?1";
+/// Up to `?2` unreferenced chunk ids above `?1`, in order.
+pub(crate) const UNREFERENCED_CHUNKS: &str =
+    "SELECT id FROM audit_chunks WHERE refs <= 0 AND id > ?1 ORDER BY id LIMIT ?2";
+/// Delete chunk `?1` (its bytes go with [`DELETE_CHUNK_DATA`]).
+pub(crate) const DELETE_CHUNK: &str = "DELETE FROM audit_chunks WHERE id = ?1 AND refs <= 0";
+/// Delete the bytes of chunk `?1`.
+pub(crate) const DELETE_CHUNK_DATA: &str = "DELETE FROM audit_chunk_data WHERE id = ?1";
+/// The bytes of chunk `?1`.
+pub(crate) const READ_CHUNK: &str = "SELECT data FROM audit_chunk_data WHERE id = ?1";
 
 /// Open (creating if needed) the writer's connection and bring the file to
 /// the current schema: incremental auto-vacuum, WAL, `synchronous=FULL`.
@@ -118,10 +190,50 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
 
     let tx = conn.transaction()?;
-    tx.execute_batch(CREATE)?;
+    tx.execute_batch(CREATE_V1)?;
+    // Version 1 → 2 in place: add what is missing, keep every row as it is.
+    for column in V2_COLUMNS {
+        let present: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('audit_records') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            tx.execute_batch(&format!(
+                "ALTER TABLE audit_records ADD COLUMN {column} BLOB"
+            ))?;
+        }
+    }
+    tx.execute_batch(CREATE_V2_TABLES)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(conn)
+}
+
+/// The columns to select from this file: a version-1 file (a reader never
+/// upgrades it) has no chunk lists.
+pub(crate) fn select_columns(conn: &Connection) -> rusqlite::Result<&'static str> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(if version >= 2 {
+        SELECT_COLUMNS
+    } else {
+        SELECT_COLUMNS_V1
+    })
+}
+
+/// A chunk list as stored: each id as 8 bytes little-endian, in order.
+pub(crate) fn encode_chunk_list(ids: &[i64]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_le_bytes()).collect()
+}
+
+/// The ids of a stored chunk list; a trailing partial id (a damaged list)
+/// is ignored.
+pub(crate) fn decode_chunk_list(bytes: &[u8]) -> impl Iterator<Item = i64> + '_ {
+    bytes.chunks_exact(8).map(|b| {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(b);
+        i64::from_le_bytes(id)
+    })
 }
 
 /// Open a read-only connection for one query. Never creates the file.
@@ -233,6 +345,51 @@ mod tests {
             Err(AuditError::SchemaTooNew { found, .. }) => assert_eq!(found, SCHEMA_VERSION + 1),
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn version_1_file_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(CREATE_V1).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO audit_records (request_id, timestamp_ms, record_json, request_body) \
+                 VALUES ('old', 1, '{}', 'body')",
+                [],
+            )
+            .unwrap();
+        }
+        let conn = open_writer(&path).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
+        let (body, chunks): (String, Option<Vec<u8>>) = conn
+            .query_row(
+                "SELECT request_body, request_chunks FROM audit_records WHERE request_id = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((body.as_str(), chunks), ("body", None));
+        let chunks: i64 = conn
+            .query_row("SELECT count(*) FROM audit_chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(chunks, 0);
+        drop(conn);
+        open_writer(&path).unwrap();
+    }
+
+    #[test]
+    fn chunk_lists_round_trip() {
+        let ids = [1, 2, i64::MAX, 0, 2];
+        let bytes = encode_chunk_list(&ids);
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(decode_chunk_list(&bytes).collect::<Vec<_>>(), ids);
+        assert_eq!(decode_chunk_list(&bytes[..12]).count(), 1);
     }
 
     #[test]

@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{mpsc::channel, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use super::error::AuditError;
@@ -16,12 +17,21 @@ use super::query::{AuditQuery, AuditReader};
 use super::record::AuditRecord;
 use super::schema;
 use super::writer::{Msg, Shared, Writer, WriterSettings};
-use super::AuditSink;
+use super::{AuditSink, BodyTicket, StagedBody};
 
 /// What replaces a body the store could not keep because it was overloaded
 /// (queue full, or queued bodies over [`AuditStoreConfig::queue_max_bytes`]).
 /// The rest of the record is kept.
 pub const BODY_SHED_MARKER: &str = "[body not stored: audit queue overloaded]";
+
+/// What replaces a staged request body (see
+/// [`AuditSink::stage_request_body`]) that the store no longer held when
+/// its record came: evicted past [`AuditStoreConfig::max_staged_bodies`], or
+/// staged with another store. Counted in [`AuditStats::staged_lost`].
+pub const BODY_LOST_MARKER: &str = "[body not stored: staged body expired before its record]";
+
+/// Tells stores apart, so a ticket is only redeemed by the store that issued it.
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Configuration of an [`AuditStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,13 @@ pub struct AuditStoreConfig {
     pub queue_max_bytes: usize,
     /// How often retention runs after the one at start-up (default 5 min).
     pub prune_interval: Duration,
+    /// Staged request bodies the writer holds awaiting their records, at
+    /// most (default 65,536; 0 is treated as 1). Each is a few dozen bytes
+    /// (a chunk list) or, for a small body, the body itself. Every request
+    /// closes its record, so the cap is only reached with that many streams
+    /// open at once; past it the oldest is evicted and its record says
+    /// [`BODY_LOST_MARKER`].
+    pub max_staged_bodies: usize,
 }
 
 impl AuditStoreConfig {
@@ -78,6 +95,7 @@ impl Default for AuditStoreConfig {
             spill_capacity: 8192,
             queue_max_bytes: 256 * 1024 * 1024,
             prune_interval: Duration::from_secs(300),
+            max_staged_bodies: 65_536,
         }
     }
 }
@@ -107,6 +125,18 @@ pub struct AuditStats {
     pub write_errors: u64,
     /// Records deleted by retention.
     pub pruned: u64,
+    /// Request bodies handed to the writer ahead of their records
+    /// ([`AuditSink::stage_request_body`]). A body that found the queue full
+    /// is not staged: it is shed like a spilled one (counted in
+    /// `bodies_shed`) and its record carries [`BODY_SHED_MARKER`].
+    pub bodies_staged: u64,
+    /// Records whose staged body the store no longer held (evicted past
+    /// `max_staged_bodies`) or that named another store's ticket: stored
+    /// with [`BODY_LOST_MARKER`].
+    pub staged_lost: u64,
+    /// Staged bodies evicted, oldest first, while more than
+    /// `max_staged_bodies` awaited their records.
+    pub staged_evicted: u64,
 }
 
 /// The durable audit store: a bounded queue in front of one writer thread
@@ -124,6 +154,9 @@ pub struct AuditStore {
     reader: AuditReader,
     spill_capacity: usize,
     queue_max_bytes: usize,
+    /// This store's id in the tickets it issues.
+    id: u64,
+    next_ticket: AtomicU64,
 }
 
 impl fmt::Debug for AuditStore {
@@ -149,6 +182,9 @@ impl AuditStore {
             retention_days: config.retention_days,
             max_bytes: config.max_bytes,
             prune_interval: config.prune_interval.max(Duration::from_secs(1)),
+            queue_capacity: config.queue_capacity.max(1),
+            max_staged: config.max_staged_bodies.max(1),
+            chunk_threshold: super::chunks::CHUNK_THRESHOLD,
         };
         let writer = Writer::new(conn, rx, Arc::clone(&shared), settings);
         let handle = std::thread::Builder::new()
@@ -161,7 +197,54 @@ impl AuditStore {
             reader: AuditReader::new(config.path),
             spill_capacity: config.spill_capacity,
             queue_max_bytes: config.queue_max_bytes,
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            next_ticket: AtomicU64::new(1),
         })
+    }
+
+    /// Hand a request body to the writer ahead of its record; never blocks.
+    ///
+    /// The body goes through the same queue as records, so it reaches the
+    /// writer before the record that names the returned ticket; the writer
+    /// stores it at once (chunked if large) and keeps only the ticket's
+    /// chunk list until the record comes. If the queue is full (or queued
+    /// bodies are over `queue_max_bytes`), the body is shed instead: the
+    /// answer is [`StagedBody::Inline`] with [`BODY_SHED_MARKER`], counted in
+    /// [`AuditStats::bodies_shed`], and the record still comes whole.
+    pub fn stage_request_body(&self, body: Bytes) -> StagedBody {
+        let shared = &*self.shared;
+        let shed = || {
+            shared.bodies_shed.fetch_add(1, Ordering::Relaxed);
+            StagedBody::Inline(Bytes::from_static(BODY_SHED_MARKER.as_bytes()))
+        };
+        let Some(tx) = &self.tx else {
+            return shed();
+        };
+        let bytes = body.len();
+        let before = shared.queued_body_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.queue_max_bytes {
+            shared.queued_body_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return shed();
+        }
+        let number = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let msg = Msg::Body {
+            ticket: number,
+            body,
+            counted_bytes: bytes,
+        };
+        match tx.try_send(msg) {
+            Ok(()) => {
+                shared.bodies_staged.fetch_add(1, Ordering::Relaxed);
+                StagedBody::Ticket(BodyTicket {
+                    store: self.id,
+                    number,
+                })
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                shared.queued_body_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                shed()
+            }
+        }
     }
 
     /// Hand a record to the writer. Never blocks, never waits on disk.
@@ -173,6 +256,14 @@ impl AuditStore {
     /// [`AuditStats::dropped`].
     pub fn submit(&self, mut record: AuditRecord) {
         let shared = &*self.shared;
+        if record
+            .request_body_ticket
+            .is_some_and(|ticket| ticket.store != self.id)
+        {
+            record.request_body_ticket = None;
+            record.request_body = Some(Bytes::from_static(BODY_LOST_MARKER.as_bytes()));
+            shared.staged_lost.fetch_add(1, Ordering::Relaxed);
+        }
         shared.queue_depth.fetch_add(1, Ordering::Relaxed);
         let Some(tx) = &self.tx else {
             shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -283,6 +374,9 @@ impl AuditStore {
             dropped: s.dropped.load(Ordering::Relaxed),
             write_errors: s.write_errors.load(Ordering::Relaxed),
             pruned: s.pruned.load(Ordering::Relaxed),
+            bodies_staged: s.bodies_staged.load(Ordering::Relaxed),
+            staged_lost: s.staged_lost.load(Ordering::Relaxed),
+            staged_evicted: s.staged_evicted.load(Ordering::Relaxed),
         }
     }
 
@@ -342,14 +436,20 @@ impl AuditSink for AuditStore {
     fn submit(&self, record: AuditRecord) {
         AuditStore::submit(self, record);
     }
+
+    fn stage_request_body(&self, body: Bytes) -> StagedBody {
+        AuditStore::stage_request_body(self, body)
+    }
 }
 
-/// Replace present bodies with the marker; true if there was one.
+/// Replace present bodies with the marker; true if there was one. A staged
+/// request body is already with the writer (it costs the queue nothing) and
+/// stays.
 fn shed_bodies(record: &mut AuditRecord) -> bool {
     let mut any = false;
     for body in [&mut record.request_body, &mut record.response_body] {
         if body.is_some() {
-            *body = Some(BODY_SHED_MARKER.to_owned());
+            *body = Some(Bytes::from_static(BODY_SHED_MARKER.as_bytes()));
             any = true;
         }
     }

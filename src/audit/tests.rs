@@ -28,11 +28,8 @@ fn record(id: &str, ts: i64) -> AuditRecord {
 
 fn with_bodies(id: &str, ts: i64, req: usize, resp: usize) -> AuditRecord {
     AuditRecord {
-        request_body: Some(format!(
-            "{{\"p\":\"{}\"}}",
-            "q".repeat(req.saturating_sub(8))
-        )),
-        response_body: Some("event: x\ndata: {\"a\":1}\n\n".repeat(resp / 24 + 1)),
+        request_body: Some(format!("{{\"p\":\"{}\"}}", "q".repeat(req.saturating_sub(8))).into()),
+        response_body: Some("event: x\ndata: {\"a\":1}\n\n".repeat(resp / 24 + 1).into()),
         ..record(id, ts)
     }
 }
@@ -86,11 +83,12 @@ fn full_record() -> AuditRecord {
         request_body: Some(format!(
             "{{\"model\":\"claude-sonnet-4-5\",\"messages\":[{{\"role\":\"user\",\"content\":\"héllo \\\"quoted\\\" \\n {}\"}}]}}",
             "z".repeat(200_000)
-        )),
+        ).into()),
         response_body: Some(
             "event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: error\ndata: {\"x\":\"\u{1F600}\\u0000\"}\n\n"
                 .into(),
         ),
+        request_body_ticket: None,
     }
 }
 
@@ -431,8 +429,8 @@ fn full_queue_spills_then_drops_and_counts_every_record() {
     let shed = rows
         .iter()
         .filter(|r| {
-            r.request_body.as_deref() == Some(BODY_SHED_MARKER)
-                && r.response_body.as_deref() == Some(BODY_SHED_MARKER)
+            r.request_body.as_deref() == Some(BODY_SHED_MARKER.as_bytes())
+                && r.response_body.as_deref() == Some(BODY_SHED_MARKER.as_bytes())
         })
         .count() as u64;
     assert_eq!(shed, end.spilled);
@@ -497,9 +495,12 @@ fn body_budget_sheds_bodies_but_keeps_records() {
     assert_eq!(end.dropped, 0);
     assert_eq!(end.queued_body_bytes, 0);
     let rows = all(&AuditReader::new(&path));
-    assert_eq!(rows[0].request_body.as_ref().map(String::len), Some(500));
+    assert_eq!(
+        rows[0].request_body.as_ref().map(bytes::Bytes::len),
+        Some(500)
+    );
     for r in &rows[1..] {
-        assert_eq!(r.request_body.as_deref(), Some(BODY_SHED_MARKER));
+        assert_eq!(r.request_body.as_deref(), Some(BODY_SHED_MARKER.as_bytes()));
         assert_eq!(r.status, 200, "the rest of the record is kept");
     }
 }
@@ -595,7 +596,7 @@ fn store_adds_nothing_to_what_it_is_given() {
     let secret = "sk-ant-api03-NOT-A-REAL-KEY-4f9c2e";
     let store = AuditStore::open(AuditStoreConfig::new(&path)).unwrap();
     let mut with_secret = record("has-secret", 1);
-    with_secret.request_body = Some(format!("{{\"note\":\"{secret}\"}}"));
+    with_secret.request_body = Some(format!("{{\"note\":\"{secret}\"}}").into());
     store.submit(with_secret);
     let mut plain = record("plain", 2);
     plain.client = Some("team-a".into());
@@ -701,4 +702,474 @@ fn counters_balance_while_running() {
     assert_eq!((s.written, s.queue_depth, s.dropped), (100, 0, 0));
     assert!(store.last_error().is_none());
     assert!(format!("{store:?}").contains("audit.db"));
+}
+
+// === chunk dedup, bytes, staged bodies, v1 upgrade ===
+
+/// Text with natural variety (so chunk boundaries fall where real text puts
+/// them), different for each seed.
+fn prose(seed: u64, len: usize) -> String {
+    const WORDS: [&str; 12] = [
+        "alpha", "tool", "returns", "file", "with", "lines", "of", "code", "and", "tests", "fn",
+        "main",
+    ];
+    let mut x = seed;
+    let mut s = String::with_capacity(len + 8);
+    while s.len() < len {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        s.push_str(WORDS[(x >> 59) as usize % WORDS.len()]);
+        s.push(' ');
+    }
+    s.truncate(len);
+    s
+}
+
+fn scalar(path: &std::path::Path, sql: &str) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+fn used_bytes(path: &std::path::Path) -> u64 {
+    let conn = Connection::open(path).unwrap();
+    super::schema::Pages::read(&conn).unwrap().used_bytes()
+}
+
+#[test]
+fn shared_prefix_is_stored_once_and_reads_back_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig::new(&path)).unwrap();
+    let prefix = prose(1, 90_000);
+    let first = format!("{prefix}{}", prose(2, 6_000));
+    let second = format!("{prefix}{}", prose(3, 9_000));
+
+    let mut a = record("a", 1);
+    a.request_body = Some(first.clone().into());
+    store.submit(a);
+    store.flush().unwrap();
+    let chunks_after_first = scalar(&path, "SELECT count(*) FROM audit_chunks");
+    let bytes_after_first = scalar(&path, "SELECT sum(size) FROM audit_chunks");
+    let used_after_first = used_bytes(&path);
+    assert!(chunks_after_first >= 6, "{chunks_after_first} chunks");
+    assert_eq!(bytes_after_first as usize, first.len(), "one body, all new");
+
+    let mut b = record("b", 2);
+    b.request_body = Some(second.clone().into());
+    store.submit(b);
+    store.flush().unwrap();
+    let new_chunk_bytes = scalar(&path, "SELECT sum(size) FROM audit_chunks") - bytes_after_first;
+    let grown = used_bytes(&path) - used_after_first;
+    // The second body adds its tail plus the chunk the edit falls in (at most
+    // one max chunk), not its 99 KB.
+    assert!(
+        new_chunk_bytes < 9_000 + super::chunks::MAX_CHUNK as i64,
+        "{new_chunk_bytes} new chunk bytes"
+    );
+    assert!(
+        grown < second.len() as u64 / 3,
+        "file grew by {grown} bytes for a {} byte body",
+        second.len()
+    );
+    // Each shared chunk is referenced by both rows, stored once.
+    let shared = scalar(&path, "SELECT count(*) FROM audit_chunks WHERE refs = 2");
+    assert!(shared >= 5, "{shared} shared chunks");
+    assert_eq!(
+        scalar(&path, "SELECT count(*) FROM audit_chunks"),
+        scalar(&path, "SELECT count(*) FROM audit_chunk_data")
+    );
+
+    let rows = all(&AuditReader::new(&path));
+    assert_eq!(rows[0].request_body.as_deref(), Some(first.as_bytes()));
+    assert_eq!(rows[1].request_body.as_deref(), Some(second.as_bytes()));
+    let newest = store.query(&AuditQuery::default()).unwrap();
+    assert_eq!(newest[0].request_body.as_deref(), Some(second.as_bytes()));
+    drop(store);
+}
+
+#[test]
+fn invalid_utf8_bodies_keep_their_bytes_and_read_as_replacement_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig::new(&path)).unwrap();
+    let mut big = prose(9, 40_000).into_bytes();
+    big[100] = 0xff;
+    big[30_000] = 0xc3; // a lead byte with no continuation
+    let small = b"{\"x\":\"\xe2\x82\"} \xff".to_vec();
+    let mut r = record("bad-utf8", 1);
+    r.request_body = Some(big.clone().into());
+    r.response_body = Some(small.clone().into());
+    store.submit(r);
+    store.shutdown().unwrap();
+
+    let rows = all(&AuditReader::new(&path));
+    assert_eq!(
+        rows[0].request_body.as_deref(),
+        Some(&big[..]),
+        "chunked, exact"
+    );
+    assert_eq!(
+        rows[0].response_body.as_deref(),
+        Some(&small[..]),
+        "inline, exact"
+    );
+    let json = serde_json::to_value(&rows[0]).unwrap();
+    let text = json["request_body"].as_str().unwrap();
+    assert_eq!(text.matches('\u{FFFD}').count(), 2);
+    assert!(json["response_body"]
+        .as_str()
+        .unwrap()
+        .ends_with(" \u{FFFD}"));
+}
+
+#[test]
+fn staged_bodies_land_in_their_records_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig::new(&path)).unwrap();
+    let large = format!("{}{}", prose(4, 70_000), "\u{1F600}");
+    let small = "{\"model\":\"m\",\"messages\":[]}".to_owned();
+    let mut tickets = Vec::new();
+    for body in [&large, &small] {
+        match AuditSink::stage_request_body(&store, body.clone().into()) {
+            StagedBody::Ticket(t) => tickets.push(t),
+            StagedBody::Inline(_) => panic!("the store takes the body"),
+        }
+    }
+    // A commit between staging and the record: the writer holds only the ticket.
+    store.flush().unwrap();
+    for (i, t) in tickets.iter().enumerate().rev() {
+        let mut r = record(&format!("staged{i}"), i as i64);
+        r.request_body_ticket = Some(*t);
+        store.submit(r);
+    }
+    // One staged and closed within the same batch.
+    let StagedBody::Ticket(t) = store.stage_request_body(small.clone().into()) else {
+        panic!("staged");
+    };
+    let mut r = record("same-batch", 5);
+    r.request_body_ticket = Some(t);
+    store.submit(r);
+    let stats = store.shutdown().unwrap();
+    assert_eq!(stats.bodies_staged, 3);
+    assert_eq!(stats.staged_lost, 0);
+    assert_eq!(stats.queued_body_bytes, 0);
+
+    let rows = AuditReader::new(&path);
+    let get = |id: &str| {
+        rows.query(&AuditQuery {
+            request_id: Some(id.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .remove(0)
+    };
+    assert_eq!(
+        get("staged0").request_body.as_deref(),
+        Some(large.as_bytes())
+    );
+    assert_eq!(
+        get("staged1").request_body.as_deref(),
+        Some(small.as_bytes())
+    );
+    assert_eq!(
+        get("same-batch").request_body.as_deref(),
+        Some(small.as_bytes())
+    );
+    assert_eq!(get("staged0").request_body_ticket, None);
+}
+
+#[test]
+fn default_sink_keeps_the_staged_body_inline() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let seen = seen.clone();
+        move |r: AuditRecord| seen.lock().unwrap().push(r)
+    };
+    let body = bytes::Bytes::from_static(b"{\"a\":1}");
+    assert_eq!(
+        sink.stage_request_body(body.clone()),
+        StagedBody::Inline(body)
+    );
+    // Arc forwards to the inner sink's choice, the store's included.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn AuditSink> =
+        Arc::new(AuditStore::open(AuditStoreConfig::new(dir.path().join("a.db"))).unwrap());
+    assert!(matches!(
+        store.stage_request_body(bytes::Bytes::from_static(b"{}")),
+        StagedBody::Ticket(_)
+    ));
+}
+
+#[test]
+fn evicted_and_foreign_tickets_say_the_body_was_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig {
+        max_staged_bodies: 2,
+        ..config(&dir)
+    })
+    .unwrap();
+    let other = AuditStore::open(AuditStoreConfig::new(dir.path().join("other.db"))).unwrap();
+    let tickets: Vec<BodyTicket> = (0..4)
+        .map(
+            |i| match store.stage_request_body(format!("body {i}").into()) {
+                StagedBody::Ticket(t) => t,
+                StagedBody::Inline(_) => panic!("staged"),
+            },
+        )
+        .collect();
+    // Committed: four held, cap two, so the two oldest are evicted.
+    store.flush().unwrap();
+    for (i, t) in tickets.iter().enumerate() {
+        let mut r = record(&format!("r{i}"), i as i64);
+        r.request_body_ticket = Some(*t);
+        store.submit(r);
+    }
+    let StagedBody::Ticket(foreign) = other.stage_request_body("elsewhere".into()) else {
+        panic!("staged");
+    };
+    let mut r = record("foreign", 9);
+    r.request_body_ticket = Some(foreign);
+    store.submit(r);
+    let stats = store.shutdown().unwrap();
+    assert_eq!(stats.staged_lost, 3, "{stats:?}");
+    assert_eq!(stats.staged_evicted, 2, "{stats:?}");
+    assert_eq!(stats.written, 5);
+    let rows = all(&AuditReader::new(&path));
+    let bodies: Vec<_> = rows
+        .iter()
+        .map(|r| r.request_body_text().unwrap().into_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            BODY_LOST_MARKER,
+            BODY_LOST_MARKER,
+            "body 2",
+            "body 3",
+            BODY_LOST_MARKER
+        ]
+    );
+}
+
+#[test]
+fn full_queue_sheds_a_staged_body_and_the_record_still_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig {
+        queue_capacity: 1,
+        batch_max: 1,
+        flush_interval: Duration::from_millis(10),
+        ..config(&dir)
+    })
+    .unwrap();
+    let lock = lock_db(&path);
+    // The writer takes one record, cannot commit it (the lock), and stops
+    // receiving while it retries: once a commit has failed, it is stuck.
+    store.submit(record("first", 1));
+    while store.stats().write_errors == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Fill the one queue slot; a record that finds it full goes to the spill.
+    let mut i = 0;
+    while store.stats().spilled == 0 {
+        store.submit(record(&format!("fill{i}"), 2));
+        i += 1;
+    }
+    let shed_before = store.stats().bodies_shed;
+    let staged = store.stage_request_body(prose(5, 50_000).into());
+    assert_eq!(
+        staged,
+        StagedBody::Inline(bytes::Bytes::from_static(BODY_SHED_MARKER.as_bytes()))
+    );
+    let mid = store.stats();
+    assert_eq!(mid.bodies_shed, shed_before + 1);
+    assert_eq!(mid.bodies_staged, 0);
+    assert_eq!(mid.queued_body_bytes, 0);
+    // The layer puts the marker in the record, which still arrives.
+    let mut r = record("shed", 3);
+    let StagedBody::Inline(marker) = staged else {
+        unreachable!()
+    };
+    r.request_body = Some(marker);
+    store.submit(r);
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let end = store.shutdown().unwrap();
+    assert_eq!(end.dropped, 0);
+    let shed = AuditReader::new(&path)
+        .query(&AuditQuery {
+            request_id: Some("shed".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        shed[0].request_body.as_deref(),
+        Some(BODY_SHED_MARKER.as_bytes())
+    );
+}
+
+#[test]
+fn version_1_file_is_upgraded_and_its_rows_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let old = full_record();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(super::schema::CREATE_V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let mut json = old.clone();
+        json.request_body = None;
+        json.response_body = None;
+        conn.execute(
+            "INSERT INTO audit_records (request_id, timestamp_ms, provider, requested_model, \
+             served_model, record_json, request_body, response_body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                old.request_id,
+                old.timestamp_ms,
+                old.provider,
+                old.requested_model,
+                old.served_model,
+                serde_json::to_string(&json).unwrap(),
+                old.request_body_text().unwrap(),
+                old.response_body_text().unwrap(),
+            ],
+        )
+        .unwrap();
+    }
+    // A reader does not upgrade, and reads the version-1 file as it is.
+    let before = all(&AuditReader::new(&path));
+    assert_eq!(before, vec![old.clone()]);
+    assert_eq!(
+        scalar(&path, "PRAGMA user_version"),
+        1,
+        "readers leave it alone"
+    );
+
+    let store = AuditStore::open(config(&dir)).unwrap();
+    let mut new = record("new", old.timestamp_ms + 1);
+    new.request_body = Some(prose(6, 30_000).into());
+    store.submit(new.clone());
+    store.shutdown().unwrap();
+    assert_eq!(scalar(&path, "PRAGMA user_version"), 2);
+    assert_eq!(all(&AuditReader::new(&path)), vec![old, new]);
+}
+
+#[test]
+fn retention_frees_every_chunk_with_the_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let prefix = prose(7, 80_000);
+    {
+        let store = AuditStore::open(config(&dir)).unwrap();
+        for i in 0..20 {
+            let mut r = record(&format!("old{i}"), now_ms() - 40 * DAY_MS + i);
+            r.request_body = Some(format!("{prefix}{}", prose(100 + i as u64, 5_000)).into());
+            r.response_body = Some(prose(200 + i as u64, 20_000).into());
+            store.submit(r);
+        }
+        // A staged body whose record never comes: its chunks are garbage too
+        // once the writer no longer holds the ticket (here: after a restart).
+        let _ = store.stage_request_body(prose(300, 40_000).into());
+        store.shutdown().unwrap();
+    }
+    assert!(scalar(&path, "SELECT count(*) FROM audit_chunks") > 10);
+    let pages_full = scalar(&path, "PRAGMA page_count");
+    let store = AuditStore::open(AuditStoreConfig {
+        retention_days: Some(30),
+        ..config(&dir)
+    })
+    .unwrap();
+    store.prune().unwrap();
+    let stats = store.shutdown().unwrap();
+    assert_eq!(stats.pruned, 20);
+    assert_eq!(count_rows(&path), 0);
+    assert_eq!(scalar(&path, "SELECT count(*) FROM audit_chunks"), 0);
+    assert_eq!(scalar(&path, "SELECT count(*) FROM audit_chunk_data"), 0);
+    assert_eq!(scalar(&path, "PRAGMA freelist_count"), 0, "space reclaimed");
+    let pages_empty = scalar(&path, "PRAGMA page_count");
+    assert!(
+        pages_empty * 10 < pages_full,
+        "pages {pages_full} -> {pages_empty}"
+    );
+}
+
+#[test]
+fn pruning_some_records_keeps_chunks_the_rest_still_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let prefix = prose(8, 60_000);
+    let body = |i: u64| format!("{prefix}{}", prose(i, 3_000));
+    let store = AuditStore::open(AuditStoreConfig {
+        retention_days: Some(30),
+        ..config(&dir)
+    })
+    .unwrap();
+    for i in 0..6 {
+        let age = if i < 3 { 40 * DAY_MS } else { 0 };
+        let mut r = record(&format!("r{i}"), now_ms() - age + i as i64);
+        r.request_body = Some(body(i).into());
+        store.submit(r);
+    }
+    store.flush().unwrap();
+    store.prune().unwrap();
+    store.shutdown().unwrap();
+    let rows = all(&AuditReader::new(&path));
+    assert_eq!(rows.len(), 3);
+    for (r, i) in rows.iter().zip(3..) {
+        assert_eq!(r.request_body.as_deref(), Some(body(i).as_bytes()));
+    }
+    // Every chunk left is referenced, with the right count.
+    assert_eq!(
+        scalar(&path, "SELECT count(*) FROM audit_chunks WHERE refs <= 0"),
+        0
+    );
+    assert_eq!(
+        scalar(&path, "SELECT sum(refs) FROM audit_chunks"),
+        scalar(
+            &path,
+            "SELECT sum(length(request_chunks)) / 8 FROM audit_records"
+        )
+    );
+}
+
+/// Nice values of this process's threads named `audit-writer`.
+#[cfg(target_os = "linux")]
+fn writer_nice_values() -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "audit-writer" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        // After "pid (comm) ": state is field 3; nice is field 19.
+        if let Some(nice) = stat[close + 2..].split(' ').nth(16) {
+            out.push(nice.parse().unwrap());
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_writer_thread_runs_at_lower_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(config(&dir)).unwrap();
+    // A flush is answered from the writer's loop, after it lowered itself.
+    store.flush().unwrap();
+    let own: i64 = rustix::process::getpriority_process(None).unwrap().into();
+    let values = writer_nice_values();
+    assert!(
+        values.iter().any(|&n| n == (own + 10).min(19)),
+        "process nice {own}, writers {values:?}"
+    );
 }

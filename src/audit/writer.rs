@@ -17,18 +17,33 @@
 //!   a large prune never holds records back for long;
 //! - when every sender is gone (shutdown), it drains the queue, takes the
 //!   spill, commits (up to [`FINAL_ATTEMPTS`] tries) and exits.
+//!
+//! Staged request bodies ([`Msg::Body`]) travel the same queue ahead of
+//! their records. The writer stores one with the batch it arrived in
+//! (chunked when over the threshold) and keeps only a ticket → chunk-list
+//! entry until the record naming the ticket comes; FIFO order in the one
+//! queue means the body is always there first, except for a record that
+//! went to the spill, which waits (bounded) for the body still queued. The
+//! entries are bounded ([`WriterSettings::max_staged`], oldest evicted and
+//! counted); the record of an evicted one says its body was not kept.
+//!
+//! The thread runs at nice +10 relative to the process, so on a busy
+//! machine the proxy's workers preempt it; the queue absorbs the delay.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use rusqlite::{params, Connection, TransactionBehavior};
 
+use super::chunks::{self, StoredBody};
 use super::record::AuditRecord;
 use super::schema::{self, Pages};
+use super::store::BODY_LOST_MARKER;
 
 /// A batch is committed early once its bodies reach this many bytes, which
 /// keeps one transaction (and so the WAL) from growing to hundreds of MiB
@@ -47,6 +62,11 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const MIN_WAIT: Duration = Duration::from_millis(10);
 const MS_PER_DAY: i64 = 86_400_000;
+/// Bytes of small staged bodies the writer holds inline (in memory) while
+/// their records are awaited; past this, small ones are chunked too.
+const STAGED_INLINE_MAX: usize = 32 * 1024 * 1024;
+/// How much lower than the process the writer runs (nice increment).
+const WRITER_NICENESS: i32 = 10;
 
 /// What the submit side sends to the writer.
 pub(crate) enum Msg {
@@ -54,6 +74,12 @@ pub(crate) enum Msg {
     /// [`Shared::queued_body_bytes`] for it.
     Record {
         record: Box<AuditRecord>,
+        counted_bytes: usize,
+    },
+    /// A request body staged ahead of its record, which will name `ticket`.
+    Body {
+        ticket: u64,
+        body: Bytes,
         counted_bytes: usize,
     },
     /// Commit everything received so far (and the spill), then answer.
@@ -81,6 +107,9 @@ pub(crate) struct Shared {
     pub(crate) dropped: AtomicU64,
     pub(crate) write_errors: AtomicU64,
     pub(crate) pruned: AtomicU64,
+    pub(crate) bodies_staged: AtomicU64,
+    pub(crate) staged_lost: AtomicU64,
+    pub(crate) staged_evicted: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -119,6 +148,13 @@ pub(crate) struct WriterSettings {
     pub(crate) retention_days: Option<u32>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) prune_interval: Duration,
+    /// The queue's capacity: bounds how long a spilled record waits for a
+    /// staged body still in the queue.
+    pub(crate) queue_capacity: usize,
+    /// Staged bodies held awaiting their records at most.
+    pub(crate) max_staged: usize,
+    /// Bodies longer than this are chunked.
+    pub(crate) chunk_threshold: usize,
 }
 
 impl WriterSettings {
@@ -137,8 +173,10 @@ pub(crate) struct Row {
     pub(crate) requested_model: Option<String>,
     pub(crate) served_model: Option<String>,
     pub(crate) record_json: String,
-    pub(crate) request_body: Option<String>,
-    pub(crate) response_body: Option<String>,
+    pub(crate) request_body: Option<Bytes>,
+    pub(crate) response_body: Option<Bytes>,
+    /// The staged request body this record names, if any.
+    pub(crate) request_ticket: Option<u64>,
     counted_bytes: usize,
 }
 
@@ -146,6 +184,7 @@ impl Row {
     pub(crate) fn new(mut record: AuditRecord, counted_bytes: usize) -> Row {
         let request_body = record.request_body.take();
         let response_body = record.response_body.take();
+        let request_ticket = record.request_body_ticket.take().map(|t| t.number);
         let record_json = serde_json::to_string(&record).unwrap_or_else(|e| {
             // Cannot happen for these types; keep the row rather than lose it.
             serde_json::json!({
@@ -169,57 +208,178 @@ impl Row {
             record_json,
             request_body,
             response_body,
+            request_ticket,
             counted_bytes,
+        }
+    }
+
+    fn body_bytes(&self) -> usize {
+        self.request_body.as_ref().map_or(0, Bytes::len)
+            + self.response_body.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// One item of a batch, in arrival order.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Row(Row),
+    Body {
+        ticket: u64,
+        body: Bytes,
+        counted_bytes: usize,
+    },
+}
+
+impl Pending {
+    fn counted_bytes(&self) -> usize {
+        match self {
+            Pending::Row(r) => r.counted_bytes,
+            Pending::Body { counted_bytes, .. } => *counted_bytes,
         }
     }
 }
 
-/// Insert `rows` in one IMMEDIATE transaction: all or none.
-pub(crate) fn insert_rows(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
+/// What a committed batch changed in the writer's staged-body map.
+#[derive(Debug, Default)]
+pub(crate) struct BatchOutcome {
+    /// Bodies staged by this batch whose records have not come yet.
+    pub(crate) staged: Vec<(u64, StoredBody)>,
+    /// Earlier staged bodies whose records this batch wrote.
+    pub(crate) redeemed: Vec<u64>,
+    /// Records whose staged body was not there (evicted).
+    pub(crate) lost: u64,
+}
+
+/// Write `batch` in one IMMEDIATE transaction: all or none. Bodies over
+/// `threshold` are chunked; staged bodies are stored when they come and
+/// joined to their records through `tickets` (earlier batches) or this
+/// batch. `inline_room` is how many bytes of small staged bodies may still
+/// be held inline.
+pub(crate) fn write_batch(
+    conn: &mut Connection,
+    batch: &[Pending],
+    tickets: &BTreeMap<u64, StoredBody>,
+    threshold: usize,
+    mut inline_room: usize,
+) -> rusqlite::Result<BatchOutcome> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcome = BatchOutcome::default();
+    let mut staged_here: HashMap<u64, StoredBody> = HashMap::new();
+    let mut refs: HashMap<i64, i64> = HashMap::new();
     {
-        let mut stmt = tx.prepare_cached(schema::INSERT)?;
-        for r in rows {
-            stmt.execute(params![
+        let mut insert = tx.prepare_cached(schema::INSERT)?;
+        let store = |body: &Bytes| -> rusqlite::Result<StoredBody> {
+            Ok(if body.len() > threshold {
+                StoredBody::Chunks(chunks::store_chunks(&tx, body)?)
+            } else {
+                StoredBody::Inline(body.clone())
+            })
+        };
+        for item in batch {
+            let r = match item {
+                Pending::Body { ticket, body, .. } => {
+                    let stored = if body.len() <= threshold && body.len() <= inline_room {
+                        inline_room -= body.len();
+                        StoredBody::Inline(body.clone())
+                    } else {
+                        StoredBody::Chunks(chunks::store_chunks(&tx, body)?)
+                    };
+                    staged_here.insert(*ticket, stored);
+                    continue;
+                }
+                Pending::Row(r) => r,
+            };
+            let request = match r.request_ticket {
+                Some(t) => Some(match staged_here.remove(&t) {
+                    Some(stored) => stored,
+                    None => match tickets.get(&t) {
+                        Some(stored) => {
+                            outcome.redeemed.push(t);
+                            stored.clone()
+                        }
+                        None => {
+                            outcome.lost += 1;
+                            StoredBody::Inline(Bytes::from_static(BODY_LOST_MARKER.as_bytes()))
+                        }
+                    },
+                }),
+                None => r.request_body.as_ref().map(store).transpose()?,
+            };
+            let response = r.response_body.as_ref().map(store).transpose()?;
+            for body in [&request, &response].into_iter().flatten() {
+                if let StoredBody::Chunks(ids) = body {
+                    chunks::count_refs(ids, 1, &mut refs);
+                }
+            }
+            insert.execute(params![
                 r.request_id,
                 r.timestamp_ms,
                 r.provider,
                 r.requested_model,
                 r.served_model,
                 r.record_json,
-                r.request_body,
-                r.response_body,
+                request.as_ref().and_then(StoredBody::inline_param),
+                response.as_ref().and_then(StoredBody::inline_param),
+                request.as_ref().and_then(StoredBody::chunks_param),
+                response.as_ref().and_then(StoredBody::chunks_param),
             ])?;
         }
     }
-    tx.commit()
+    chunks::apply_refs(&tx, &refs)?;
+    tx.commit()?;
+    outcome.staged = staged_here.into_iter().collect();
+    Ok(outcome)
 }
 
 /// Progress of one prune run (kept across steps).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PruneRun {
     pub(crate) deleted: u64,
     size_target: Option<u64>,
     last_freelist: Option<u64>,
     did_work: bool,
+    /// Unreferenced chunks are swept in id order; `None` once done.
+    sweep_after: Option<i64>,
+}
+
+impl Default for PruneRun {
+    fn default() -> Self {
+        PruneRun {
+            deleted: 0,
+            size_target: None,
+            last_freelist: None,
+            did_work: false,
+            sweep_after: Some(0),
+        }
+    }
 }
 
 /// One bounded prune step. Returns `Ok(true)` while there is more to do.
 ///
 /// Order: rows older than `retention_days`; then, while the used pages
 /// exceed `max_bytes`, the oldest rows until 90 % of `max_bytes` is reached
-/// (the 10 % slack keeps it from pruning on every commit); then
-/// `incremental_vacuum` until the free list is empty; finally a truncating
-/// WAL checkpoint so the file on disk actually shrinks.
+/// (the 10 % slack keeps it from pruning on every commit) — each deletion
+/// releases its rows' chunk references and deletes the chunks left
+/// unreferenced, in the same transaction; then a sweep of chunks nobody
+/// refers to (left by a crash or an evicted staged body) except `pinned`
+/// (held for staged bodies); then `incremental_vacuum` until the free list
+/// is empty; finally a truncating WAL checkpoint so the file on disk
+/// actually shrinks.
 pub(crate) fn prune_step(
     conn: &Connection,
     settings: &WriterSettings,
     run: &mut PruneRun,
     now_ms: i64,
+    pinned: &HashSet<i64>,
 ) -> rusqlite::Result<bool> {
     if let Some(days) = settings.retention_days {
         let cutoff = now_ms.saturating_sub(i64::from(days).saturating_mul(MS_PER_DAY));
-        let n = conn.execute(schema::DELETE_OLDER_THAN, params![cutoff, PRUNE_CHUNK])?;
+        let n = delete_rows(
+            conn,
+            schema::DELETE_OLDER_THAN,
+            params![cutoff, PRUNE_CHUNK],
+            pinned,
+        )?;
         if n > 0 {
             run.deleted += n as u64;
             run.did_work = true;
@@ -242,11 +402,31 @@ pub(crate) fn prune_step(
                 let avg = (used / count).max(1);
                 let want = (used - target).div_ceil(avg);
                 let n = want.clamp(1, PRUNE_CHUNK as u64).min(count);
-                let n = conn.execute(schema::DELETE_OLDEST, params![n as i64])?;
+                let n = delete_rows(conn, schema::DELETE_OLDEST, params![n as i64], pinned)?;
                 run.deleted += n as u64;
                 run.did_work = true;
                 return Ok(true);
             }
+        }
+    }
+    if let Some(after) = run.sweep_after {
+        let tx = conn.unchecked_transaction()?;
+        let ids: Vec<i64> = tx
+            .prepare_cached(schema::UNREFERENCED_CHUNKS)?
+            .query_map(params![after, PRUNE_CHUNK], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut swept = false;
+        for &id in &ids {
+            swept |= chunks::delete_if_unreferenced(&tx, id, pinned)?;
+        }
+        tx.commit()?;
+        run.did_work |= swept;
+        run.sweep_after = match ids.last() {
+            Some(&last) if ids.len() as i64 == PRUNE_CHUNK => Some(last),
+            _ => None,
+        };
+        if !ids.is_empty() {
+            return Ok(true);
         }
     }
     let free = pages(conn)?.freelist_count;
@@ -267,6 +447,34 @@ pub(crate) fn prune_step(
     Ok(false)
 }
 
+/// Run a `DELETE … RETURNING request_chunks, response_chunks` and release
+/// the deleted rows' chunks, in one transaction. Returns the rows deleted.
+fn delete_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    pinned: &HashSet<i64>,
+) -> rusqlite::Result<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let mut lists: Vec<Vec<u8>> = Vec::new();
+    let mut n = 0;
+    {
+        let mut stmt = tx.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            n += 1;
+            for i in 0..2 {
+                if let Some(list) = row.get::<_, Option<Vec<u8>>>(i)? {
+                    lists.push(list);
+                }
+            }
+        }
+    }
+    chunks::release_lists(&tx, &lists, pinned)?;
+    tx.commit()?;
+    Ok(n)
+}
+
 fn pages(conn: &Connection) -> rusqlite::Result<Pages> {
     Pages::read(conn)
 }
@@ -285,13 +493,43 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Lower this thread's priority by [`WRITER_NICENESS`], so the proxy's
+/// workers preempt it on a busy machine. Best effort: a failure is logged
+/// once, at debug, and ignored.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a thread id names one thread for setpriority(2).
+        let tid = rustix::thread::gettid();
+        let result = rustix::process::getpriority_process(Some(tid)).and_then(|nice| {
+            rustix::process::setpriority_process(Some(tid), (nice + WRITER_NICENESS).min(19))
+        });
+        if let Err(error) = result {
+            tracing::debug!(%error, "audit writer: could not lower its priority; running at the process's");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!("audit writer: lowering a thread's priority is only done on Linux");
+}
+
+/// A spilled record whose staged body was still in the queue when the
+/// spill was taken; it waits until the body comes or `give_up_at`
+/// messages have been received (by then the body, queued before the record
+/// was spilled, must have come).
+#[derive(Debug)]
+struct Waiting {
+    row: Row,
+    give_up_at: u64,
+}
+
 /// The writer thread's state.
 pub(crate) struct Writer {
     conn: Connection,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
     settings: WriterSettings,
-    batch: Vec<Row>,
+    batch: Vec<Pending>,
+    batch_rows: usize,
     batch_bytes: usize,
     deadline: Option<Instant>,
     retry_at: Option<Instant>,
@@ -300,6 +538,14 @@ pub(crate) struct Writer {
     prune: Option<PruneRun>,
     prune_waiters: Vec<Sender<Result<u64, String>>>,
     next_prune: Instant,
+    /// Staged bodies stored, awaiting their records (oldest ticket first).
+    tickets: BTreeMap<u64, StoredBody>,
+    /// Bytes of the `Inline` entries in `tickets`.
+    tickets_inline_bytes: usize,
+    /// Spilled records waiting for their staged body.
+    waiting: Vec<Waiting>,
+    /// Messages received so far (the clock for `waiting`).
+    received: u64,
 }
 
 impl Writer {
@@ -316,6 +562,7 @@ impl Writer {
             shared,
             batch: Vec::with_capacity(settings.batch_max.min(4096)),
             settings,
+            batch_rows: 0,
             batch_bytes: 0,
             deadline: None,
             retry_at: None,
@@ -324,12 +571,17 @@ impl Writer {
             prune: None,
             prune_waiters: Vec::new(),
             next_prune,
+            tickets: BTreeMap::new(),
+            tickets_inline_bytes: 0,
+            waiting: Vec::new(),
+            received: 0,
         }
     }
 
     /// The thread body. Returns when every sender is gone and everything
     /// was committed (or counted as dropped).
     pub(crate) fn run(mut self) {
+        lower_priority();
         if self.settings.retention_enabled() {
             self.prune = Some(PruneRun::default());
         }
@@ -374,11 +626,24 @@ impl Writer {
     }
 
     fn handle(&mut self, msg: Msg) {
+        self.received += 1;
         match msg {
             Msg::Record {
                 record,
                 counted_bytes,
-            } => self.push(Row::new(*record, counted_bytes)),
+            } => self.push_row(Row::new(*record, counted_bytes)),
+            Msg::Body {
+                ticket,
+                body,
+                counted_bytes,
+            } => {
+                self.batch_bytes += body.len();
+                self.batch.push(Pending::Body {
+                    ticket,
+                    body,
+                    counted_bytes,
+                });
+            }
             Msg::Flush(ack) => {
                 let result = self.commit();
                 let _ = ack.send(result);
@@ -390,20 +655,22 @@ impl Writer {
         }
     }
 
-    fn push(&mut self, row: Row) {
-        self.batch_bytes += row.request_body.as_ref().map_or(0, String::len)
-            + row.response_body.as_ref().map_or(0, String::len);
-        self.batch.push(row);
+    fn push_row(&mut self, row: Row) {
+        self.batch_bytes += row.body_bytes();
+        self.batch_rows += 1;
+        self.batch.push(Pending::Row(row));
     }
 
     fn batch_full(&self) -> bool {
-        self.batch.len() >= self.settings.batch_max || self.batch_bytes >= MAX_BATCH_BODY_BYTES
+        self.batch_rows >= self.settings.batch_max || self.batch_bytes >= MAX_BATCH_BODY_BYTES
     }
 
     /// Start the flush clock when something is pending and it is not running.
     fn arm_deadline(&mut self, now: Instant) {
         if self.deadline.is_none()
-            && (!self.batch.is_empty() || !self.shared.lock_spill().is_empty())
+            && (!self.batch.is_empty()
+                || !self.waiting.is_empty()
+                || !self.shared.lock_spill().is_empty())
         {
             self.deadline = Some(later(now, self.settings.flush_interval));
         }
@@ -430,26 +697,70 @@ impl Writer {
         until.saturating_duration_since(now).min(cap)
     }
 
+    /// Whether the staged body `ticket` is stored or in the batch.
+    fn has_ticket(&self, ticket: u64) -> bool {
+        self.tickets.contains_key(&ticket)
+            || self
+                .batch
+                .iter()
+                .any(|p| matches!(p, Pending::Body { ticket: t, .. } if *t == ticket))
+    }
+
+    /// Move the spill into the batch, except records whose staged body has
+    /// not come yet; and move waiting records whose body came (or whose wait
+    /// is over: they are written with the lost-body marker) into the batch.
+    /// `all` ends every wait (shutdown, with the queue drained).
+    fn gather(&mut self, all: bool) {
+        let spilled = std::mem::take(&mut *self.shared.lock_spill());
+        let give_up_at = self.received + self.settings.queue_capacity as u64;
+        for record in spilled {
+            let row = Row::new(record, 0);
+            match row.request_ticket {
+                Some(t) if !self.has_ticket(t) => self.waiting.push(Waiting { row, give_up_at }),
+                _ => self.push_row(row),
+            }
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        for w in waiting {
+            let ready = w.row.request_ticket.is_none_or(|t| self.has_ticket(t));
+            if ready || all || self.received >= w.give_up_at {
+                self.push_row(w.row);
+            } else {
+                self.waiting.push(w);
+            }
+        }
+    }
+
     /// Take the spill and commit everything pending in one transaction.
     fn commit(&mut self) -> Result<(), String> {
-        let spilled = std::mem::take(&mut *self.shared.lock_spill());
-        for record in spilled {
-            self.push(Row::new(record, 0));
-        }
+        self.commit_gathering(false)
+    }
+
+    fn commit_gathering(&mut self, all: bool) -> Result<(), String> {
+        self.gather(all);
         if self.batch.is_empty() {
             self.deadline = None;
             return Ok(());
         }
-        match insert_rows(&mut self.conn, &self.batch) {
-            Ok(()) => {
-                let n = self.batch.len();
-                let counted: usize = self.batch.iter().map(|r| r.counted_bytes).sum();
+        let inline_room = STAGED_INLINE_MAX.saturating_sub(self.tickets_inline_bytes);
+        match write_batch(
+            &mut self.conn,
+            &self.batch,
+            &self.tickets,
+            self.settings.chunk_threshold,
+            inline_room,
+        ) {
+            Ok(outcome) => {
+                let n = self.batch_rows;
+                let counted: usize = self.batch.iter().map(Pending::counted_bytes).sum();
                 self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
                 self.shared.queue_depth.fetch_sub(n, Ordering::Relaxed);
                 self.shared
                     .queued_body_bytes
                     .fetch_sub(counted, Ordering::Relaxed);
+                self.apply(outcome);
                 self.batch.clear();
+                self.batch_rows = 0;
                 self.batch_bytes = 0;
                 self.deadline = None;
                 self.retry_at = None;
@@ -457,7 +768,7 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                let message = format!("commit of {} records failed: {e}", self.batch.len());
+                let message = format!("commit of {} records failed: {e}", self.batch_rows);
                 self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
                 self.shared.set_error(message.clone());
                 self.retry_at = Some(Instant::now() + self.backoff);
@@ -467,11 +778,65 @@ impl Writer {
         }
     }
 
+    /// Update the staged-body map after a commit, evicting the oldest
+    /// entries past the cap.
+    fn apply(&mut self, outcome: BatchOutcome) {
+        for ticket in outcome.redeemed {
+            self.forget(ticket);
+        }
+        for (ticket, stored) in outcome.staged {
+            if let StoredBody::Inline(b) = &stored {
+                self.tickets_inline_bytes += b.len();
+            }
+            self.tickets.insert(ticket, stored);
+        }
+        self.shared
+            .staged_lost
+            .fetch_add(outcome.lost, Ordering::Relaxed);
+        let mut evicted = 0;
+        while self.tickets.len() > self.settings.max_staged {
+            if let Some((&ticket, _)) = self.tickets.first_key_value() {
+                self.forget(ticket);
+                evicted += 1;
+            }
+        }
+        if evicted > 0 {
+            self.shared
+                .staged_evicted
+                .fetch_add(evicted, Ordering::Relaxed);
+            self.shared.set_error(format!(
+                "{evicted} staged request bodies were evicted before their records came"
+            ));
+        }
+    }
+
+    fn forget(&mut self, ticket: u64) {
+        if let Some(StoredBody::Inline(b)) = self.tickets.remove(&ticket) {
+            self.tickets_inline_bytes -= b.len();
+        }
+    }
+
+    /// Chunks held for staged bodies: retention must not delete them.
+    fn pinned(&self) -> HashSet<i64> {
+        self.tickets
+            .values()
+            .filter_map(|s| match s {
+                StoredBody::Chunks(ids) => Some(ids.iter().copied()),
+                StoredBody::Inline(_) => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     fn prune_once(&mut self) {
+        if self.prune.is_none() {
+            return;
+        }
+        let pinned = self.pinned();
         let Some(run) = self.prune.as_mut() else {
             return;
         };
-        let result = prune_step(&self.conn, &self.settings, run, now_ms());
+        let result = prune_step(&self.conn, &self.settings, run, now_ms(), &pinned);
         let deleted = run.deleted;
         match result {
             Ok(true) => return,
@@ -501,7 +866,7 @@ impl Writer {
             self.handle(msg);
         }
         for attempt in 1..=FINAL_ATTEMPTS {
-            if self.commit().is_ok() {
+            if self.commit_gathering(true).is_ok() {
                 break;
             }
             if attempt < FINAL_ATTEMPTS {
@@ -509,8 +874,8 @@ impl Writer {
             }
         }
         if !self.batch.is_empty() {
-            let n = self.batch.len();
-            let counted: usize = self.batch.iter().map(|r| r.counted_bytes).sum();
+            let n = self.batch_rows;
+            let counted: usize = self.batch.iter().map(Pending::counted_bytes).sum();
             self.shared.lose(n, counted);
             self.shared.set_error(format!(
                 "{n} audit records could not be written at shutdown and were dropped"
@@ -539,10 +904,24 @@ mod tests {
             endpoint: "messages".into(),
             status: 200,
             outcome: "complete".into(),
-            request_body: Some("x".repeat(body)),
-            response_body: Some("y".repeat(body / 2)),
+            request_body: Some("x".repeat(body).into()),
+            response_body: Some("y".repeat(body / 2).into()),
             ..Default::default()
         }
+    }
+
+    /// Write rows as one batch (no staged bodies), chunking past the default
+    /// threshold.
+    fn insert_rows(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
+        let batch: Vec<Pending> = rows.iter().cloned().map(Pending::Row).collect();
+        write_batch(
+            conn,
+            &batch,
+            &BTreeMap::new(),
+            chunks::CHUNK_THRESHOLD,
+            usize::MAX,
+        )
+        .map(|_| ())
     }
 
     fn settings(retention_days: Option<u32>, max_bytes: Option<u64>) -> WriterSettings {
@@ -552,6 +931,9 @@ mod tests {
             retention_days,
             max_bytes,
             prune_interval: Duration::from_secs(300),
+            queue_capacity: 16,
+            max_staged: 16,
+            chunk_threshold: chunks::CHUNK_THRESHOLD,
         }
     }
 
@@ -563,7 +945,7 @@ mod tests {
     fn prune_all(conn: &Connection, s: &WriterSettings, now: i64) -> u64 {
         let mut run = PruneRun::default();
         let mut steps = 0;
-        while prune_step(conn, s, &mut run, now).unwrap() {
+        while prune_step(conn, s, &mut run, now, &HashSet::new()).unwrap() {
             steps += 1;
             assert!(steps < 10_000, "prune does not terminate");
         }
