@@ -205,7 +205,8 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = BodyKind::ClaudeCode)]
     body: BodyKind,
     /// Instead of the streaming run: hold K streams open at once and measure RSS
-    /// (in-process: direct and via gateway each in a fresh child process).
+    /// (direct, via the bare proxy and via an in-process gateway each in a fresh child
+    /// process).
     #[arg(long, value_name = "K")]
     hold_open: Option<usize>,
     /// In-process gateway: [audit] enabled, the SQLite store in a temporary directory
@@ -251,7 +252,7 @@ struct Cli {
     /// With --duration-secs: read the gateway's RSS this often during its phase, seconds.
     #[arg(long, default_value_t = 30)]
     rss_every_secs: u64,
-    /// In-process gateway: worker threads of its tokio runtime.
+    /// In-process gateway and bare proxy: worker threads of each one's tokio runtime.
     #[arg(long, default_value_t = 1)]
     gateway_threads: usize,
     /// Worker threads of the runtime that runs the client and the mock.
@@ -961,7 +962,12 @@ async fn stream_mode(ctx: &Ctx, mock: &mock::Mock, target: &Target) -> Result<Re
         let mut samples = std::mem::take(&mut *drive::lock(&samples));
         let end = rss_pid.and_then(|p| procfs::status_kb(p, "VmRSS"));
         if let Some(kb) = end {
-            samples.push((via.wall.as_secs_f64(), kb));
+            // A periodic sample taken within the last second is the end's: replace it.
+            let at = via.wall.as_secs_f64();
+            if samples.len() > 1 && samples.last().is_some_and(|s| at - s.0 < 1.0) {
+                samples.pop();
+            }
+            samples.push((at, kb));
         }
         RssSoak {
             of: match target {
