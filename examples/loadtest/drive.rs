@@ -1,5 +1,6 @@
 //! The client side: streams driven at a fixed concurrency, timed as they arrive.
 
+use crate::body::RequestBody;
 use crate::hist::Histogram;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -145,11 +146,13 @@ pub fn messages_url(base: &str, events: usize, interval: Duration, hold: bool) -
 }
 
 /// Run `plan` against `url`: `concurrency` workers each take the next stream until the
-/// count or the time is used up (or `stop` is set).
+/// count or the time is used up (or `stop` is set). Stream `n` sends
+/// `body.get(phase, worker, n)`, built before its clock starts.
 pub async fn run_phase(
     client: &reqwest::Client,
     url: &str,
-    body: &Bytes,
+    body: &Arc<RequestBody>,
+    phase: u64,
     plan: &Plan,
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
@@ -180,7 +183,8 @@ pub async fn run_phase(
             loop {
                 let out_of_time =
                     stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
-                if out_of_time || next.fetch_add(1, Ordering::Relaxed) >= plan.requests {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if out_of_time || n >= plan.requests {
                     let _ = window
                         .end
                         .set((Instant::now(), progress.done.load(Ordering::Relaxed)));
@@ -194,10 +198,11 @@ pub async fn run_phase(
                             .set((Instant::now(), progress.done.load(Ordering::Relaxed)));
                     }
                 }
+                let request = body.get(phase, i, n);
                 progress.in_flight.fetch_add(1, Ordering::Relaxed);
                 let outcome = tokio::time::timeout(
                     plan.timeout,
-                    one_stream(&client, &url, &body, plan.events, None),
+                    one_stream(&client, &url, &request, plan.events, None),
                 )
                 .await
                 .unwrap_or_else(|_| Err(format!("stream not over after {:?}", plan.timeout)));
@@ -347,12 +352,14 @@ pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The progress line on stderr, once a second, until the returned guard is dropped.
+/// The progress line on stderr, once a second, until the returned task is aborted; with
+/// `rss_pid`, that process's current `VmRSS` too.
 pub fn spawn_progress(
     label: String,
     total: Option<u64>,
     progress: Arc<Progress>,
     quiet: bool,
+    rss_pid: Option<u32>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if quiet {
@@ -368,8 +375,13 @@ pub fn spawn_progress(
             let errors = progress.errors.load(Ordering::Relaxed);
             let in_flight = progress.in_flight.load(Ordering::Relaxed);
             let of = total.map_or_else(String::new, |t| format!("/{t}"));
+            let rss = rss_pid
+                .and_then(|pid| crate::procfs::status_kb(pid, "VmRSS"))
+                .map_or_else(String::new, |kb| {
+                    format!(", RSS {:.1} MB", kb as f64 / 1024.0)
+                });
             eprintln!(
-                "[{label}] {:>5.1} s  {done}{of} streams done, {errors} errors, {in_flight} in flight, {} streams/s in the last second",
+                "[{label}] {:>5.1} s  {done}{of} streams done, {errors} errors, {in_flight} in flight, {} streams/s in the last second{rss}",
                 started.elapsed().as_secs_f64(),
                 done - last_done
             );

@@ -1,7 +1,10 @@
 //! The gateway in this process, on a tokio runtime of its own on its own OS threads,
-//! so its CPU can be read per thread apart from the client's and the mock's.
+//! so its CPU can be read per thread apart from the client's and the mock's, and
+//! optionally pinned to one CPU (the owner thread pins itself before it builds the
+//! runtime or the gateway, so every thread they spawn, `audit-writer` included,
+//! inherits the affinity).
 
-use crate::procfs;
+use crate::{pin, procfs};
 use llm_gateway::config::ProviderConfig;
 use llm_gateway::{Config, Gateway};
 use std::path::PathBuf;
@@ -23,6 +26,8 @@ pub struct Options {
     pub worker_threads: usize,
     pub audit: bool,
     pub audit_bodies: bool,
+    /// Pin the runtime's owner thread and every thread it spawns to this CPU.
+    pub cpu: Option<usize>,
 }
 
 impl InProcessGateway {
@@ -50,16 +55,25 @@ impl InProcessGateway {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_tids = tids.clone();
-        let threads = options.worker_threads;
+        let (threads, cpu) = (options.worker_threads, options.cpu);
         let thread = std::thread::Builder::new()
             .name("gw-runtime".into())
             .spawn(move || {
+                // Before anything is built: threads spawned from here inherit it.
+                if let Some(cpu) = cpu {
+                    pin::current_thread(cpu);
+                }
                 record_tid(&thread_tids);
                 let start_tids = thread_tids.clone();
                 let runtime = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads)
                     .thread_name("gw-worker")
-                    .on_thread_start(move || record_tid(&start_tids))
+                    .on_thread_start(move || {
+                        if let Some(cpu) = cpu {
+                            pin::current_thread(cpu);
+                        }
+                        record_tid(&start_tids);
+                    })
                     .enable_all()
                     .build()
                 {
@@ -143,7 +157,8 @@ impl Drop for InProcessGateway {
     }
 }
 
-fn record_tid(tids: &Mutex<Vec<u32>>) {
+/// Note the calling thread's id in `tids`.
+pub fn record_tid(tids: &Mutex<Vec<u32>>) {
     if let Some(tid) = procfs::current_tid() {
         if let Ok(mut tids) = tids.lock() {
             tids.push(tid);

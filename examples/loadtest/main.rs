@@ -6,18 +6,56 @@
 //!
 //! A load test of the gateway on loopback. It starts its own mock Anthropic upstream on
 //! `127.0.0.1`, runs the whole gateway stack in this process (the default, on a tokio
-//! runtime of its own: `--gateway-threads`, default 1) or drives a running gateway
+//! runtime of its own: `--gateway-threads`, default 1, threads named `gw-worker`; the
+//! audit store adds a thread `audit-writer`) or drives a running gateway
 //! (`--gateway-url`, which must point its `anthropic` provider at `--mock-addr`), and
-//! sends streaming `/v1/messages` requests at a fixed concurrency: a synthetic ~100 KB
-//! Claude-Code-shaped body (24 tools, long system blocks with `cache_control`), answered
-//! with `--events` text deltas, unpaced or `--event-interval-ms` apart. The same streams
-//! are then run straight against the mock, for the baseline (`--no-direct` skips it).
+//! sends streaming `/v1/messages` requests at a fixed concurrency, answered with
+//! `--events` text deltas, unpaced or `--event-interval-ms` apart.
+//!
+//! Three targets are measured in the same run, one after the other, each after a
+//! warm-up of `--warmup` streams (default: the concurrency) that is not counted:
+//!
+//! 1. **direct** — client → mock, the baseline (`--no-direct` skips it);
+//! 2. **bare proxy** — client → a minimal hyper byte-forwarding proxy → mock (`bare.rs`:
+//!    hyper-util's `auto` server with `TCP_NODELAY`, a pooled hyper-util legacy client
+//!    with `TCP_NODELAY`, the URI rewritten to the mock and hop-by-hop headers dropped,
+//!    both bodies streamed, never collected), on a runtime built exactly like the
+//!    in-process gateway's (its own OS thread, `--gateway-threads` workers named
+//!    `bare-worker`), started for its phase and stopped after it: the floor any proxy
+//!    on this machine pays. It runs in this process even with `--gateway-url`.
+//!    `--no-bare` skips it;
+//! 3. **via gateway** — client → gateway → mock.
+//!
 //! Every run is bounded in count and time, and only touches 127.0.0.1.
 //!
+//! **Pinning** (`--pin`, on by default when this process may run on two CPUs or more;
+//! `--no-pin` turns it off): the proxy under test (the gateway's or the bare proxy's
+//! runtime, and every thread it spawns: its workers, tokio's blocking threads,
+//! `audit-writer`) runs on `--proxy-cpu` (default the first allowed CPU, 0 here), the
+//! client and the mock (the main thread and the client runtime) on `--client-cpu`
+//! (default the second, 1 here). Affinity is inherited by threads created afterwards,
+//! so each proxy's owner thread pins itself before it builds its runtime or anything
+//! else, and `on_thread_start` pins each runtime thread again. The report's header says
+//! what ran where. An external gateway (`--gateway-url`) is not pinned by this tool:
+//! start it under `taskset`.
+//!
+//! **Request body** (`--body`): by default a synthetic ~100 KB Claude-Code-shaped request
+//! (24 tools, long system blocks with `cache_control`, a conversation with thinking, a
+//! tool use and a long tool result) that every request shares, plus one more exchange
+//! whose final user message is unique to the request ("request N of worker W in phase
+//! P" and 1–2 KB of varied words), as real Claude Code traffic resends the same tools,
+//! system prompt and conversation and differs in its tail. It is built from the shared
+//! prefix and suffix (serialized once) and the small tail, one copy a request, before
+//! the request's clock starts, and the same sequence of bodies goes to each target.
+//! `--body same` sends the old identical body every time; `--body minimal` a ~150-byte
+//! one-message request, to see what is per-byte and what per-stream.
+//!
 //! ```sh
-//! cargo run --release --example loadtest -- --concurrency 1 --requests 500
-//! cargo run --release --example loadtest -- --concurrency 200 --requests 400 --event-interval-ms 20
-//! cargo run --release --example loadtest -- --hold-open 2000          # RSS per open stream
+//! cargo run --release --example loadtest -- --concurrency 1 --requests 2000
+//! cargo run --release --example loadtest -- --concurrency 32 --requests 6000
+//! cargo run --release --example loadtest -- --concurrency 200 --requests 1000 --event-interval-ms 20
+//! cargo run --release --example loadtest -- --hold-open 2000 --concurrency 64   # RSS per open stream
+//! cargo run --release --example loadtest -- --duration-secs 600 --concurrency 32 # soak: RSS growth
 //! cargo run --release --example loadtest -- --audit off --json        # one JSON object on stdout
 //! # a gateway process of its own, pinned to one core:
 //! taskset -c 0 cargo run --release --example gateway -- --config lt.toml --listen 127.0.0.1:8788 &
@@ -28,10 +66,8 @@
 //!
 //! # What it prints
 //!
-//! Each figure is given direct (client → mock) and via the gateway (client → gateway →
-//! mock), with the difference, measured in the same run one after the other (direct
-//! first), each after a warm-up of `--warmup` streams (default: the concurrency) that
-//! is not counted.
+//! Each figure is given direct, via the bare proxy and via the gateway, with the latency
+//! each proxy adds over direct (`bare added`, `gw added`).
 //!
 //! - **streams/s** — streams read to their end without error per second while all
 //!   `--concurrency` workers were busy (from the last worker's first request to the
@@ -43,52 +79,69 @@
 //! - **time to first event** p50/p90/p99 — from sending the request to the arrival of
 //!   the chunk that completes the first `content_block_delta` event. Through the gateway
 //!   nothing reaches the client before the upstream's first content event (its commit
-//!   point holds `message_start`/`ping`), so the direct figure is measured the same way:
-//!   until the first delta, not the first byte. `added` is via − direct at each
-//!   percentile: the latency the gateway adds.
+//!   point holds `message_start`/`ping`), so the direct and bare figures are measured
+//!   the same way: until the first delta, not the first byte. `added` is proxy − direct
+//!   at each percentile: the latency that proxy adds.
 //! - **inter-event gap** p50/p90/p99 — for each stream, the time between the arrivals
 //!   of consecutive events from its first `content_block_delta` to its `message_stop`
 //!   (`events + 2` gaps a stream; events that arrive in the same read have a gap of 0).
 //!   Paced, the gaps sit around the interval; unpaced, they show how the events are
-//!   batched into reads. **jitter added** is `p99(gaps via gateway) − p99(gaps direct)`
-//!   (the `added` column shows the same difference at p50 and p90): how much later than
-//!   the upstream's own rhythm the slowest 1 % of events reach the client.
+//!   batched into reads. **jitter added** is `p99(gaps via the proxy) − p99(gaps
+//!   direct)`, for the gateway and the bare proxy: how much later than the upstream's
+//!   own rhythm the slowest 1 % of events reach the client.
+//! - **gateway vs bare proxy** — the gateway's streams/s as a percentage of the bare
+//!   proxy's, and the latency the gateway adds over the bare proxy (gateway − bare at
+//!   each time-to-first-event percentile, and at the p99 inter-event gap).
 //! - **whole stream** p50/p99 — request sent to the end of the stream.
-//! - **gateway CPU** — in-process: `utime + stime` of the gateway's own threads (its
-//!   runtime's workers, recorded by thread id at start via `/proc/thread-self`, and every
-//!   other thread that is not the client's, such as `audit-writer`), read from
-//!   `/proc/self/task/TID/stat` around the gateway phase, as seconds per 1,000 streams.
-//!   With `--gateway-url` and `--gateway-pid PID`, the whole process from
-//!   `/proc/PID/stat`. Clock ticks are 10 ms: trust it from about a second of CPU up.
+//! - **proxy CPU / 1,000 streams** — in-process: `utime + stime` of the proxy's own
+//!   threads, read from `/proc/self/task/TID/stat` around its measured phase, as seconds
+//!   per 1,000 streams. For the gateway: its runtime's threads (recorded by thread id at
+//!   start via `/proc/thread-self`) and every other thread that is not the client's nor
+//!   the bare proxy's, such as `audit-writer`; for the bare proxy: its runtime's threads
+//!   by thread id. With `--gateway-url` and `--gateway-pid PID`, the gateway's is the
+//!   whole process from `/proc/PID/stat`. Clock ticks are 10 ms: trust it from about a
+//!   second of CPU up.
 //! - **process CPU** — this process during each phase (client and mock, plus the
-//!   gateway when in-process).
-//! - **peak RSS** — `VmHWM` of this process (client, mock and in-process gateway
-//!   together), or of `--gateway-pid`.
+//!   proxy when in-process).
+//! - **peak RSS** — `VmHWM` of this process (client, mock, bare proxy and in-process
+//!   gateway together), or of `--gateway-pid`.
+//! - **RSS during the gateway phase** (with `--duration-secs`, for soaks) — `VmRSS`
+//!   read right after the warm-up, every `--rss-every-secs` (default 30) and at the
+//!   end: in-process that is `/proc/self`, the whole process (client and mock
+//!   included; their memory is bounded — fixed-size histograms, a pool as large as the
+//!   concurrency — so growth is the gateway's), with `--gateway-pid` that process. It
+//!   gives the samples (JSON: an array), RSS after warm-up, at the end, the max, and
+//!   the growth from the first sample at or after 1/5 of the run to the last one. The
+//!   progress line shows the current RSS.
 //! - **audit** — records the gateway's audit store wrote, spilled and dropped (from its
 //!   `/metrics`), and the gateway's own `overhead_seconds` mean.
 //! - **`--hold-open K`** (a mode of its own) — K streams opened at once (at most
 //!   `--concurrency` being opened at a time); the mock sends `message_start` and the
 //!   first delta, then stays silent until all K are open and RSS (`VmRSS`) is read, then
-//!   releases them. In-process, direct and via-gateway each run in a fresh child process
-//!   of this binary, so freed memory of one cannot hide the other's: the gateway's share
-//!   is `(RSS added via gateway − RSS added direct) / K × 1,000` per 1,000 open streams
-//!   (its accepted and upstream connections, and each stream's state). With
-//!   `--gateway-url`, the gateway's RSS is read from `--gateway-pid` directly; start a
-//!   fresh gateway for it, as memory freed by earlier runs is reused and hides part of
-//!   the cost.
+//!   releases them. Direct, via the bare proxy and via the gateway each run in a fresh
+//!   child process of this binary (pinned like the parent), so freed memory of one
+//!   cannot hide another's: each proxy's share is `(RSS added via the proxy − RSS added
+//!   direct) / K × 1,000` per 1,000 open streams (its accepted and upstream
+//!   connections, and each stream's state). With `--gateway-url`, the gateway's RSS is
+//!   read from `--gateway-pid` directly (start a fresh gateway for it, as memory freed by
+//!   earlier runs is reused and hides part of the cost), and the direct and bare
+//!   children still run for the bare proxy's figure.
 
+mod bare;
 mod body;
 mod drive;
 mod hist;
 mod inproc;
 mod mock;
+mod pin;
 mod procfs;
 mod report;
 
-use bytes::Bytes;
+use body::RequestBody;
 use clap::{Parser, ValueEnum};
 use drive::{Plan, Progress};
-use report::{CpuFigure, HoldResult, Report, RunInfo};
+use pin::Pinning;
+use report::{CpuFigure, Hold, HoldResult, Report, RssSoak, RunInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -107,20 +160,30 @@ const MODEL: &str = "claude-sonnet-4-5-20250929";
 #[command(
     name = "loadtest",
     about = "Load-test llm-gateway on loopback against its own mock upstream",
-    after_help = "Figures: streams/s = streams completed while all workers were busy / that time. \
+    after_help = "Targets, one after the other in the same run: direct (client → mock), bare proxy \
+        (a minimal hyper byte-forwarding proxy on a runtime like the gateway's, in this process even \
+        with --gateway-url; --no-bare skips it), via gateway. Pinning (default with ≥2 CPUs; \
+        --no-pin): the proxy under test and every thread it spawns on --proxy-cpu, client and mock \
+        on --client-cpu. Body: ~100 KB shared Claude Code prefix + a final user message unique to \
+        each request (--body same: identical bodies). \
+        Figures: streams/s = streams completed while all workers were busy / that time. \
         Time to first event = request sent → first complete content_block_delta \
-        received (direct measured the same way). Inter-event gap = time between consecutive events \
-        of a stream from its first content_block_delta to message_stop, as received; jitter added = \
-        p99(gaps via gateway) − p99(gaps direct). CPU per 1,000 streams = gateway threads' \
-        utime+stime over the gateway phase / streams × 1,000. RSS per 1,000 open streams \
-        (--hold-open) = (RSS added holding K streams via gateway − the same direct) / K × 1,000. \
+        received (direct measured the same way); added = proxy − direct. Inter-event gap = time \
+        between consecutive events of a stream from its first content_block_delta to message_stop, \
+        as received; jitter added = p99(gaps via the proxy) − p99(gaps direct). Gateway vs bare = \
+        gateway streams/s as % of the bare proxy's, and gateway − bare latency. CPU per 1,000 \
+        streams = the proxy's threads' utime+stime over its phase / streams × 1,000. RSS per \
+        1,000 open streams (--hold-open) = (RSS added holding K streams via the proxy − the same \
+        direct) / K × 1,000, each side in a child process. --duration-secs: RSS of the gateway \
+        (in-process: of this whole process) sampled every --rss-every-secs; growth = last sample − \
+        the first at or after 1/5 of the run. \
         See the top of examples/loadtest/main.rs for details."
 )]
 struct Cli {
     /// Streams open at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Streams per target (direct and via gateway), warm-up not counted [default: 2000;
+    /// Streams per target (direct, bare proxy, gateway), warm-up not counted [default: 2000;
     /// with --duration-secs, a cap of 1,000,000].
     #[arg(long)]
     requests: Option<u64>,
@@ -135,12 +198,15 @@ struct Cli {
     /// socket takes them).
     #[arg(long, default_value_t = 0)]
     event_interval_ms: u64,
-    /// The request body: the synthetic Claude Code request (~100 KB), or a minimal
+    /// The request body: the synthetic Claude Code request (~100 KB shared by every
+    /// request) with a final user message unique to each request (1–2 KB); `same`: that
+    /// request without the unique message, identical every time; or a minimal
     /// one-message request (~150 bytes) to see what is per-byte and what per-stream.
     #[arg(long, value_enum, default_value_t = BodyKind::ClaudeCode)]
     body: BodyKind,
     /// Instead of the streaming run: hold K streams open at once and measure RSS
-    /// (in-process: direct and via gateway each in a fresh child process).
+    /// (direct, via the bare proxy and via an in-process gateway each in a fresh child
+    /// process).
     #[arg(long, value_name = "K")]
     hold_open: Option<usize>,
     /// In-process gateway: [audit] enabled, the SQLite store in a temporary directory
@@ -164,7 +230,29 @@ struct Cli {
     /// Skip the direct-to-mock baseline.
     #[arg(long)]
     no_direct: bool,
-    /// In-process gateway: worker threads of its tokio runtime.
+    /// Skip the bare hyper proxy (measured between direct and the gateway; in-process
+    /// even with --gateway-url).
+    #[arg(long)]
+    no_bare: bool,
+    /// Pin the proxy under test (its runtime and every thread it spawns) to
+    /// --proxy-cpu and the client and mock to --client-cpu [default: on when this
+    /// process may run on 2 CPUs or more].
+    #[arg(long, overrides_with = "no_pin")]
+    pin: bool,
+    /// Do not pin threads to CPUs.
+    #[arg(long, overrides_with = "pin")]
+    no_pin: bool,
+    /// With pinning: the CPU of the proxy under test [default: the first CPU this
+    /// process may run on].
+    #[arg(long)]
+    proxy_cpu: Option<usize>,
+    /// With pinning: the CPU of the client and the mock [default: the second].
+    #[arg(long)]
+    client_cpu: Option<usize>,
+    /// With --duration-secs: read the gateway's RSS this often during its phase, seconds.
+    #[arg(long, default_value_t = 30)]
+    rss_every_secs: u64,
+    /// In-process gateway and bare proxy: worker threads of each one's tokio runtime.
     #[arg(long, default_value_t = 1)]
     gateway_threads: usize,
     /// Worker threads of the runtime that runs the client and the mock.
@@ -196,12 +284,24 @@ enum OnOff {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum BodyKind {
     ClaudeCode,
+    Same,
     Minimal,
+}
+
+impl BodyKind {
+    fn name(self) -> &'static str {
+        match self {
+            BodyKind::ClaudeCode => "claude-code",
+            BodyKind::Same => "same",
+            BodyKind::Minimal => "minimal",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Side {
     Direct,
+    Bare,
     Gateway,
 }
 
@@ -209,6 +309,7 @@ impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::Direct => "direct",
+            Side::Bare => "bare",
             Side::Gateway => "gateway",
         }
     }
@@ -244,6 +345,28 @@ impl Cli {
         }
     }
 
+    /// Where to pin threads, if at all: on by default with two CPUs or more.
+    fn pinning(&self) -> Result<Option<Pinning>, String> {
+        if self.no_pin {
+            return Ok(None);
+        }
+        let cpus = pin::available();
+        let proxy = self.proxy_cpu.or_else(|| cpus.first().copied());
+        let client = self
+            .client_cpu
+            .or_else(|| cpus.iter().copied().find(|&c| Some(c) != proxy));
+        match (proxy, client) {
+            (Some(proxy), Some(client)) if proxy != client && (self.pin || cpus.len() >= 2) => {
+                Ok(Some(Pinning { proxy, client }))
+            }
+            _ if self.pin => Err(format!(
+                "--pin needs two distinct CPUs (this process may run on {cpus:?}); \
+                 give --proxy-cpu and --client-cpu, or --no-pin"
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// Refuse anything unbounded or off loopback before starting.
     fn check(&self) -> Result<(), String> {
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
@@ -274,6 +397,12 @@ impl Cli {
         }
         if self.client_threads == 0 || self.client_threads > 64 {
             return Err("--client-threads must be 1..=64".into());
+        }
+        if self.rss_every_secs == 0 || self.rss_every_secs > MAX_PHASE.as_secs() {
+            return Err(format!(
+                "--rss-every-secs must be 1..={}",
+                MAX_PHASE.as_secs()
+            ));
         }
         if !self.mock_addr.ip().is_loopback() {
             return Err(format!("--mock-addr {} is not loopback", self.mock_addr));
@@ -355,6 +484,24 @@ fn main() -> ExitCode {
         eprintln!("loadtest: {e}");
         return ExitCode::from(2);
     }
+    let pinning = match cli.pinning() {
+        Ok(pinning) => pinning,
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The main thread first: the client runtime's threads (and the threads that start
+    // the proxies, which pin themselves elsewhere) inherit it.
+    if let Some(p) = pinning {
+        if !pin::current_thread(p.client) {
+            eprintln!(
+                "loadtest: cannot pin to CPU {} (--no-pin to run unpinned)",
+                p.client
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -367,6 +514,9 @@ fn main() -> ExitCode {
         .worker_threads(cli.client_threads)
         .thread_name("lt-client")
         .on_thread_start(move || {
+            if let Some(p) = pinning {
+                pin::current_thread(p.client);
+            }
             if let Some(tid) = procfs::current_tid() {
                 drive::lock(&start_tids).push(tid);
             }
@@ -380,7 +530,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli.clone(), client_tids));
+    let result = runtime.block_on(run(cli.clone(), pinning, client_tids));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(Output::Report(report)) => {
@@ -433,12 +583,29 @@ impl Target {
 struct Ctx {
     cli: Cli,
     client: reqwest::Client,
-    body: Bytes,
+    body: Arc<RequestBody>,
+    /// Phases run so far (warm-ups included): each gets its own request bodies.
+    phases: AtomicU64,
+    pinning: Option<Pinning>,
     stop: Arc<AtomicBool>,
     client_tids: Arc<Mutex<Vec<u32>>>,
 }
 
-async fn run(cli: Cli, client_tids: Arc<Mutex<Vec<u32>>>) -> Result<Output, String> {
+impl Ctx {
+    fn next_phase(&self) -> u64 {
+        self.phases.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn proxy_cpu(&self) -> Option<usize> {
+        self.pinning.map(|p| p.proxy)
+    }
+}
+
+async fn run(
+    cli: Cli,
+    pinning: Option<Pinning>,
+    client_tids: Arc<Mutex<Vec<u32>>>,
+) -> Result<Output, String> {
     let nonce = format!(
         "{}-{}",
         std::process::id(),
@@ -460,37 +627,50 @@ async fn run(cli: Cli, client_tids: Arc<Mutex<Vec<u32>>>) -> Result<Output, Stri
     });
     let ctx = Ctx {
         client: drive::client(cli.concurrency),
-        body: Bytes::from(match cli.body {
-            BodyKind::ClaudeCode => body::claude_code_body(MODEL),
-            BodyKind::Minimal => body::minimal_body(MODEL),
+        body: Arc::new(match cli.body {
+            BodyKind::ClaudeCode => RequestBody::varying(MODEL),
+            BodyKind::Same => RequestBody::Same(body::claude_code_body(MODEL).into()),
+            BodyKind::Minimal => RequestBody::Same(body::minimal_body(MODEL).into()),
         }),
+        phases: AtomicU64::new(0),
+        pinning,
         stop,
         client_tids,
         cli,
     };
 
     if let Some(side) = ctx.cli.hold_child {
-        let target = match side {
-            Side::Gateway => Some(start_target(&ctx.cli, &mock)?),
-            Side::Direct => None,
+        let (mut gateway, mut bare) = (None, None);
+        let base = match side {
+            Side::Direct => mock.url(),
+            Side::Bare => {
+                let proxy = start_bare(&ctx, &mock)?;
+                preflight(&ctx, &mock, &proxy.url, &nonce).await?;
+                bare.insert(proxy).url.clone()
+            }
+            Side::Gateway => {
+                let target = start_target(&ctx, &mock)?;
+                preflight(&ctx, &mock, target.url(), &nonce).await?;
+                gateway.insert(target).url().to_owned()
+            }
         };
-        let base = target
-            .as_ref()
-            .map_or_else(|| mock.url(), |t| t.url().to_owned());
         let pid = std::process::id();
         let rss_of = format!("{} child process {pid}", side.name());
         let result = hold(&ctx, &mock, side, &base, Some(pid), rss_of).await;
-        if let Some(Target::InProcess(g)) = target {
+        if let Some(Target::InProcess(g)) = gateway {
             g.stop();
+        }
+        if let Some(proxy) = bare {
+            proxy.stop();
         }
         return Ok(Output::HoldChild(result));
     }
 
     if ctx.cli.hold_open.is_some() && ctx.cli.gateway_url.is_none() {
-        // Each side runs in a child process with its own mock and gateway.
+        // Each side runs in a child process with its own mock and proxy.
         return Ok(Output::Report(Box::new(hold_children(&ctx).await?)));
     }
-    let target = start_target(&ctx.cli, &mock)?;
+    let target = start_target(&ctx, &mock)?;
     preflight(&ctx, &mock, target.url(), &nonce).await?;
     let report = if ctx.cli.hold_open.is_some() {
         let rss_of = match ctx.cli.gateway_pid {
@@ -506,7 +686,25 @@ async fn run(cli: Cli, client_tids: Arc<Mutex<Vec<u32>>>) -> Result<Output, Stri
             rss_of,
         )
         .await;
-        hold_report(&ctx, &target, None, via)
+        // The bare proxy still runs in-process: a direct and a bare child for its share.
+        let (direct, bare) = if ctx.cli.no_bare {
+            (None, None)
+        } else {
+            let direct = if ctx.cli.no_direct {
+                None
+            } else {
+                Some(hold_child(&ctx, Side::Direct).await?)
+            };
+            (direct, Some(hold_child(&ctx, Side::Bare).await?))
+        };
+        hold_report(
+            run_info(&ctx, &target),
+            Hold {
+                direct,
+                bare,
+                gateway: via,
+            },
+        )
     } else {
         stream_mode(&ctx, &mock, &target).await?
     };
@@ -516,7 +714,8 @@ async fn run(cli: Cli, client_tids: Arc<Mutex<Vec<u32>>>) -> Result<Output, Stri
     Ok(Output::Report(Box::new(report)))
 }
 
-fn start_target(cli: &Cli, mock: &mock::Mock) -> Result<Target, String> {
+fn start_target(ctx: &Ctx, mock: &mock::Mock) -> Result<Target, String> {
+    let cli = &ctx.cli;
     match &cli.gateway_url {
         Some(url) => Ok(Target::External { url: url.clone() }),
         None => inproc::InProcessGateway::start(inproc::Options {
@@ -524,9 +723,19 @@ fn start_target(cli: &Cli, mock: &mock::Mock) -> Result<Target, String> {
             worker_threads: cli.gateway_threads,
             audit: cli.audit == OnOff::On,
             audit_bodies: cli.audit_bodies == OnOff::On,
+            cpu: ctx.proxy_cpu(),
         })
         .map(Target::InProcess),
     }
+}
+
+/// The bare proxy in this process, on a runtime like the in-process gateway's.
+fn start_bare(ctx: &Ctx, mock: &mock::Mock) -> Result<bare::BareProxy, String> {
+    bare::BareProxy::start(bare::Options {
+        upstream: mock.url(),
+        worker_threads: ctx.cli.gateway_threads,
+        cpu: ctx.proxy_cpu(),
+    })
 }
 
 /// One small stream through the gateway: it must answer 200 with the mock's nonce, so
@@ -536,7 +745,10 @@ async fn preflight(ctx: &Ctx, mock: &mock::Mock, gateway: &str, nonce: &str) -> 
     let url = drive::messages_url(gateway, 1, Duration::ZERO, false);
     let response = tokio::time::timeout(
         Duration::from_secs(10),
-        ctx.client.post(&url).body(ctx.body.clone()).send(),
+        ctx.client
+            .post(&url)
+            .body(ctx.body.get(u64::MAX, 0, 0))
+            .send(),
     )
     .await
     .map_err(|_| format!("preflight: no answer from {gateway} within 10 s"))?
@@ -563,17 +775,35 @@ type Threads = HashMap<u32, (String, u64)>;
 
 /// Gateway threads' CPU between two snapshots, grouped by thread name: the gateway
 /// runtime's threads (by the ids they recorded when they started) and every other thread
-/// that is not the client's nor the main thread (the audit store's writer).
+/// that is not the client's, the main thread nor the bare proxy's (the audit store's
+/// writer).
 fn gateway_cpu(
     before: &Threads,
     after: &Threads,
     gateway_tids: &[u32],
-    client_tids: &[u32],
+    others: &[u32],
     hz: u64,
+) -> CpuFigure {
+    threads_cpu(
+        before,
+        after,
+        |tid| gateway_tids.contains(&tid) || !others.contains(&tid),
+        hz,
+        "gateway threads of this process (/proc/self/task/TID/stat)",
+    )
+}
+
+/// CPU between two snapshots of the threads `keep` accepts, grouped by thread name.
+fn threads_cpu(
+    before: &Threads,
+    after: &Threads,
+    keep: impl Fn(u32) -> bool,
+    hz: u64,
+    source: &str,
 ) -> CpuFigure {
     let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
     for (tid, (name, ticks)) in after {
-        if !gateway_tids.contains(tid) && client_tids.contains(tid) {
+        if !keep(*tid) {
             continue;
         }
         let start = before.get(tid).map_or(0, |(_, t)| *t);
@@ -585,7 +815,7 @@ fn gateway_cpu(
             .into_iter()
             .map(|(name, ticks)| (name, procfs::ticks_to_duration(ticks, hz)))
             .collect(),
-        source: "gateway threads of this process (/proc/self/task/TID/stat)".into(),
+        source: source.into(),
     }
 }
 
@@ -597,6 +827,7 @@ async fn warm(ctx: &Ctx, url: &str) {
             &ctx.client,
             url,
             &ctx.body,
+            ctx.next_phase(),
             &ctx.cli.plan(warmup),
             Arc::new(Progress::default()),
             ctx.stop.clone(),
@@ -605,8 +836,8 @@ async fn warm(ctx: &Ctx, url: &str) {
     }
 }
 
-/// The measured streams of one target, with the progress line.
-async fn measure(ctx: &Ctx, label: &str, url: &str) -> drive::PhaseResult {
+/// The measured streams of one target, with the progress line (showing `rss_pid`'s RSS).
+async fn measure(ctx: &Ctx, label: &str, url: &str, rss_pid: Option<u32>) -> drive::PhaseResult {
     let progress = Arc::new(Progress::default());
     let total = ctx.cli.requests();
     let reporter = drive::spawn_progress(
@@ -614,11 +845,13 @@ async fn measure(ctx: &Ctx, label: &str, url: &str) -> drive::PhaseResult {
         (total < MAX_REQUESTS).then_some(total),
         progress.clone(),
         ctx.cli.quiet,
+        rss_pid,
     );
     let result = drive::run_phase(
         &ctx.client,
         url,
         &ctx.body,
+        ctx.next_phase(),
         &ctx.cli.plan(total),
         progress,
         ctx.stop.clone(),
@@ -628,43 +861,136 @@ async fn measure(ctx: &Ctx, label: &str, url: &str) -> drive::PhaseResult {
     result
 }
 
+/// RSS samples taken so far: (seconds since the sampler started, kB).
+type RssSamples = Arc<Mutex<Vec<(f64, u64)>>>;
+
+/// `VmRSS` of `pid` now and every `every` until the task is aborted.
+fn spawn_rss_sampler(pid: u32, every: Duration) -> (tokio::task::JoinHandle<()>, RssSamples) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let out = samples.clone();
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Some(kb) = procfs::status_kb(pid, "VmRSS") {
+                drive::lock(&out).push((started.elapsed().as_secs_f64(), kb));
+            }
+        }
+    });
+    (task, samples)
+}
+
+/// One measured phase through a proxy, with this process's and its threads' CPU.
+struct ProxyPhase {
+    result: drive::PhaseResult,
+    process_cpu: Option<Duration>,
+    threads_before: Threads,
+    threads_after: Threads,
+}
+
 async fn stream_mode(ctx: &Ctx, mock: &mock::Mock, target: &Target) -> Result<Report, String> {
     let cli = &ctx.cli;
     let hz = procfs::clock_ticks();
     let self_stat = "/proc/self/stat";
+    let pid = std::process::id();
     let direct = if cli.no_direct {
         None
     } else {
         let url = drive::messages_url(&mock.url(), cli.events, cli.interval(), false);
         warm(ctx, &url).await;
         let cpu0 = procfs::stat_ticks(self_stat);
-        let result = measure(ctx, "direct", &url).await;
+        let result = measure(ctx, "direct", &url, Some(pid)).await;
         let cpu1 = procfs::stat_ticks(self_stat);
         Some((result, cpu_between(cpu0, cpu1, hz)))
     };
 
+    // The bare proxy: started for its phase only, stopped before the gateway's.
+    let mut bare_tids = Vec::new();
+    let bare = if cli.no_bare {
+        None
+    } else {
+        let proxy = start_bare(ctx, mock)?;
+        let url = drive::messages_url(&proxy.url, cli.events, cli.interval(), false);
+        warm(ctx, &url).await;
+        let threads_before = procfs::threads(pid);
+        let cpu0 = procfs::stat_ticks(self_stat);
+        let result = measure(ctx, "bare proxy", &url, Some(pid)).await;
+        let cpu1 = procfs::stat_ticks(self_stat);
+        let threads_after = procfs::threads(pid);
+        bare_tids = drive::lock(&proxy.tids).clone();
+        proxy.stop();
+        Some(ProxyPhase {
+            result,
+            process_cpu: cpu_between(cpu0, cpu1, hz),
+            threads_before,
+            threads_after,
+        })
+    };
+    let bare_cpu = bare.as_ref().map(|b| {
+        threads_cpu(
+            &b.threads_before,
+            &b.threads_after,
+            |tid| bare_tids.contains(&tid),
+            hz,
+            "bare proxy threads of this process (/proc/self/task/TID/stat)",
+        )
+    });
+
     let url = drive::messages_url(target.url(), cli.events, cli.interval(), false);
     let pid_stat = cli.gateway_pid.map(|pid| format!("/proc/{pid}/stat"));
+    let rss_pid = match target {
+        Target::InProcess(_) => Some(pid),
+        Target::External { .. } => cli.gateway_pid,
+    };
     // Snapshots are taken after the warm-up, around the measured streams only.
     warm(ctx, &url).await;
-    let pid = std::process::id();
+    let sampler = cli
+        .duration_secs
+        .and(rss_pid)
+        .map(|p| spawn_rss_sampler(p, Duration::from_secs(cli.rss_every_secs)));
     let threads0 = procfs::threads(pid);
     let cpu0 = procfs::stat_ticks(self_stat);
     let ext0 = pid_stat.as_deref().and_then(procfs::stat_ticks);
-    let via = measure(ctx, "gateway", &url).await;
+    let via = measure(ctx, "gateway", &url, rss_pid).await;
     let ext1 = pid_stat.as_deref().and_then(procfs::stat_ticks);
     let cpu1 = procfs::stat_ticks(self_stat);
     let threads1 = procfs::threads(pid);
+    let rss_soak = sampler.map(|(task, samples)| {
+        task.abort();
+        let mut samples = std::mem::take(&mut *drive::lock(&samples));
+        let end = rss_pid.and_then(|p| procfs::status_kb(p, "VmRSS"));
+        if let Some(kb) = end {
+            // A periodic sample taken within the last second is the end's: replace it.
+            let at = via.wall.as_secs_f64();
+            if samples.len() > 1 && samples.last().is_some_and(|s| at - s.0 < 1.0) {
+                samples.pop();
+            }
+            samples.push((at, kb));
+        }
+        RssSoak {
+            of: match target {
+                Target::InProcess(_) => {
+                    "this process (/proc/self VmRSS: client, mock and in-process gateway)".into()
+                }
+                Target::External { .. } => format!("gateway process {}", rss_pid.unwrap_or(0)),
+            },
+            every_secs: cli.rss_every_secs,
+            samples,
+        }
+    });
 
     let gateway_cpu = match target {
         Target::InProcess(g) => {
-            let client_tids = drive::lock(&ctx.client_tids).clone();
+            let mut others = drive::lock(&ctx.client_tids).clone();
+            others.extend_from_slice(&bare_tids);
             let gateway_tids = drive::lock(&g.tids).clone();
             Some(gateway_cpu(
                 &threads0,
                 &threads1,
                 &gateway_tids,
-                &client_tids,
+                &others,
                 hz,
             ))
         }
@@ -681,25 +1007,39 @@ async fn stream_mode(ctx: &Ctx, mock: &mock::Mock, target: &Target) -> Result<Re
         ),
         (Target::External { .. }, None) => (
             procfs::status_kb(pid, "VmHWM"),
-            "this process (client and mock; give --gateway-pid for the gateway's)".into(),
+            format!(
+                "this process (client, mock{}; give --gateway-pid for the gateway's)",
+                if cli.no_bare { "" } else { " and bare proxy" }
+            ),
         ),
         (Target::InProcess(_), _) => (
             procfs::status_kb(pid, "VmHWM"),
-            "this process (client, mock and gateway)".into(),
+            format!(
+                "this process (client, mock, {}gateway)",
+                if cli.no_bare { "" } else { "bare proxy and " }
+            ),
         ),
     };
     let expected_records = via.ok + via.errors + cli.warmup() + 1;
     let gateway_metrics = scrape_metrics(&ctx.client, target.url(), expected_records).await;
+    let (bare, process_cpu_bare) = match bare {
+        Some(b) => (Some(b.result), b.process_cpu),
+        None => (None, None),
+    };
     Ok(Report {
         info: run_info(ctx, target),
         direct: direct.as_ref().map(|(r, _)| r.clone()),
+        bare,
         via,
         gateway_cpu,
+        bare_cpu,
         process_cpu_direct: direct.and_then(|(_, cpu)| cpu),
+        process_cpu_bare,
         process_cpu_via: cpu_between(cpu0, cpu1, hz),
         peak_rss_kb,
         peak_rss_of,
         gateway_metrics,
+        rss_soak,
         hold: None,
     })
 }
@@ -728,8 +1068,12 @@ fn run_info_from(ctx: &Ctx, in_process: bool, gateway_url: String) -> RunInfo {
         warmup: cli.warmup(),
         events: cli.events,
         event_interval_ms: cli.event_interval_ms,
-        body_bytes: ctx.body.len(),
+        body_bytes: ctx.body.typical_len(),
+        body_shared_bytes: ctx.body.shared_len(),
+        body_kind: cli.body.name().into(),
         hold_open: cli.hold_open,
+        bare: !cli.no_bare,
+        pinning: ctx.pinning,
     }
 }
 
@@ -789,37 +1133,51 @@ async fn hold_children(ctx: &Ctx) -> Result<Report, String> {
     let direct = if cli.no_direct {
         None
     } else {
-        Some(hold_child(cli, Side::Direct).await?)
+        Some(hold_child(ctx, Side::Direct).await?)
     };
-    let via = hold_child(cli, Side::Gateway).await?;
+    let bare = if cli.no_bare {
+        None
+    } else {
+        Some(hold_child(ctx, Side::Bare).await?)
+    };
+    let gateway = hold_child(ctx, Side::Gateway).await?;
     let info = RunInfo {
         gateway_url: "(in child processes)".into(),
         ..run_info_from(ctx, true, String::new())
     };
-    Ok(hold_report_with(info, direct, via))
+    Ok(hold_report(
+        info,
+        Hold {
+            direct,
+            bare,
+            gateway,
+        },
+    ))
 }
 
-fn hold_report(ctx: &Ctx, target: &Target, direct: Option<HoldResult>, via: HoldResult) -> Report {
-    hold_report_with(run_info(ctx, target), direct, via)
-}
-
-fn hold_report_with(info: RunInfo, direct: Option<HoldResult>, via: HoldResult) -> Report {
+fn hold_report(info: RunInfo, hold: Hold) -> Report {
     Report {
         info,
         direct: None,
+        bare: None,
         via: drive::PhaseResult::default(),
         gateway_cpu: None,
+        bare_cpu: None,
         process_cpu_direct: None,
+        process_cpu_bare: None,
         process_cpu_via: None,
-        peak_rss_kb: via.hwm_kb,
-        peak_rss_of: via.rss_of.clone(),
+        peak_rss_kb: hold.gateway.hwm_kb,
+        peak_rss_of: hold.gateway.rss_of.clone(),
         gateway_metrics: BTreeMap::new(),
-        hold: Some((direct, via)),
+        rss_soak: None,
+        hold: Some(hold),
     }
 }
 
-/// Run this binary again as `--hold-child SIDE` and read its one JSON line.
-async fn hold_child(cli: &Cli, side: Side) -> Result<HoldResult, String> {
+/// Run this binary again as `--hold-child SIDE` and read its one JSON line. It is told
+/// its CPUs: it inherits this process's (pinned) affinity, so it cannot find them.
+async fn hold_child(ctx: &Ctx, side: Side) -> Result<HoldResult, String> {
+    let cli = &ctx.cli;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut args: Vec<String> = vec![
         "--hold-child".into(),
@@ -851,12 +1209,18 @@ async fn hold_child(cli: &Cli, side: Side) -> Result<HoldResult, String> {
         "--warmup".into(),
         cli.warmup().to_string(),
         "--body".into(),
-        match cli.body {
-            BodyKind::ClaudeCode => "claude-code",
-            BodyKind::Minimal => "minimal",
-        }
-        .into(),
+        cli.body.name().into(),
     ];
+    match ctx.pinning {
+        Some(p) => args.extend([
+            "--pin".into(),
+            "--proxy-cpu".into(),
+            p.proxy.to_string(),
+            "--client-cpu".into(),
+            p.client.to_string(),
+        ]),
+        None => args.push("--no-pin".into()),
+    }
     if cli.quiet {
         args.push("--quiet".into());
     }
@@ -915,7 +1279,8 @@ async fn hold(
     let results = Arc::new(Mutex::new(drive::PhaseResult::default()));
     let started = Instant::now();
     let mut handles = Vec::with_capacity(k);
-    for _ in 0..k {
+    let phase = ctx.next_phase();
+    for i in 0..k {
         let (client, url, body) = (ctx.client.clone(), url.clone(), ctx.body.clone());
         let (opening, opened, progress, results) = (
             opening.clone(),
@@ -928,6 +1293,8 @@ async fn hold(
             let Ok(permit) = opening.acquire_owned().await else {
                 return;
             };
+            // Built once it may open: at most --concurrency bodies exist at a time.
+            let body = body.get(phase, 0, i as u64);
             let hook = drive::FirstEvent {
                 opened: opened.clone(),
                 permit: Some(permit),
