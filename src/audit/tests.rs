@@ -590,6 +590,42 @@ fn max_bytes_caps_the_file() {
 }
 
 #[test]
+fn max_bytes_holds_between_periodic_prunes() {
+    // The periodic run is an hour away: only the check after each commit can
+    // bring the file back under the cap.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let max: u64 = 512 * 1024;
+    let store = AuditStore::open(AuditStoreConfig {
+        max_bytes: Some(max),
+        prune_interval: Duration::from_secs(3600),
+        ..AuditStoreConfig::new(&path)
+    })
+    .unwrap();
+    for i in 0..400 {
+        store.submit(with_bodies(&format!("c{i}"), now_ms(), 6000, 2000));
+    }
+    // Hang guard only: the writer commits on its own clock, then prunes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let written = store.stats().written;
+        let file = store.reader().stats().unwrap().file_bytes();
+        if written == 400 && file <= max {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{written} of 400 written; the file stayed over its cap: {file} > {max}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let newest = store.query(&AuditQuery::default()).unwrap();
+    assert!(newest.iter().any(|r| r.request_id == "c399"));
+    let end = store.shutdown().unwrap();
+    assert!(end.pruned > 0, "it pruned without being asked");
+}
+
+#[test]
 fn store_adds_nothing_to_what_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");

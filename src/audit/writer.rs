@@ -610,6 +610,12 @@ impl Writer {
             if self.commit_due(now) {
                 committed = self.commit().is_ok();
             }
+            if committed && self.prune.is_none() && self.over_size_cap() {
+                // The size cap holds between the periodic runs too: without this
+                // check a busy gateway overshoots it by what it writes in one
+                // `prune_interval`.
+                self.prune = Some(PruneRun::default());
+            }
             // Prune steps go between batches: when idle, or right after a
             // commit, so a long prune slows intake only a little.
             if (idle || committed) && self.retry_at.is_none() {
@@ -814,6 +820,13 @@ impl Writer {
         if let Some(StoredBody::Inline(b)) = self.tickets.remove(&ticket) {
             self.tickets_inline_bytes -= b.len();
         }
+    }
+
+    /// Whether the file's used pages exceed `max_bytes` (two cheap pragmas).
+    fn over_size_cap(&self) -> bool {
+        self.settings
+            .max_bytes
+            .is_some_and(|max| pages(&self.conn).is_ok_and(|p| p.used_bytes() > max))
     }
 
     /// Chunks held for staged bodies: retention must not delete them.
