@@ -99,8 +99,10 @@
 //!   start via `/proc/thread-self`) and every other thread that is not the client's nor
 //!   the bare proxy's, such as `audit-writer`; for the bare proxy: its runtime's threads
 //!   by thread id. With `--gateway-url` and `--gateway-pid PID`, the gateway's is the
-//!   whole process from `/proc/PID/stat`. Clock ticks are 10 ms: trust it from about a
-//!   second of CPU up.
+//!   whole process from `/proc/PID/stat`. The gateway's window closes only once its
+//!   audit store has written the phase's records (as its `/metrics` tell, at most 10 s
+//!   later), so the writer's work behind the requests is counted with them. Clock ticks
+//!   are 10 ms: trust it from about a second of CPU up.
 //! - **process CPU** — this process during each phase (client and mock, plus the
 //!   proxy when in-process).
 //! - **peak RSS** — `VmHWM` of this process (client, mock, bare proxy and in-process
@@ -946,6 +948,10 @@ async fn stream_mode(ctx: &Ctx, mock: &mock::Mock, target: &Target) -> Result<Re
     };
     // Snapshots are taken after the warm-up, around the measured streams only.
     warm(ctx, &url).await;
+    // The audit writer works behind the requests: let it finish the warm-up's records
+    // before the "before" snapshot, and this phase's before the "after" one, so its
+    // CPU is counted with the streams that caused it.
+    let _ = scrape_metrics(&ctx.client, target.url(), cli.warmup() + 1).await;
     let sampler = cli
         .duration_secs
         .and(rss_pid)
@@ -954,6 +960,8 @@ async fn stream_mode(ctx: &Ctx, mock: &mock::Mock, target: &Target) -> Result<Re
     let cpu0 = procfs::stat_ticks(self_stat);
     let ext0 = pid_stat.as_deref().and_then(procfs::stat_ticks);
     let via = measure(ctx, "gateway", &url, rss_pid).await;
+    let expected_records = via.ok + via.errors + cli.warmup() + 1;
+    let gateway_metrics = scrape_metrics(&ctx.client, target.url(), expected_records).await;
     let ext1 = pid_stat.as_deref().and_then(procfs::stat_ticks);
     let cpu1 = procfs::stat_ticks(self_stat);
     let threads1 = procfs::threads(pid);
@@ -1020,8 +1028,6 @@ async fn stream_mode(ctx: &Ctx, mock: &mock::Mock, target: &Target) -> Result<Re
             ),
         ),
     };
-    let expected_records = via.ok + via.errors + cli.warmup() + 1;
-    let gateway_metrics = scrape_metrics(&ctx.client, target.url(), expected_records).await;
     let (bare, process_cpu_bare) = match bare {
         Some(b) => (Some(b.result), b.process_cpu),
         None => (None, None),
@@ -1078,13 +1084,13 @@ fn run_info_from(ctx: &Ctx, in_process: bool, gateway_url: String) -> RunInfo {
 }
 
 /// The gateway's `/metrics`, summed by series name (labels dropped), once its audit
-/// store has caught up with `expected` records (or after 3 s).
+/// store has caught up with `expected` records (or after 10 s).
 async fn scrape_metrics(
     client: &reqwest::Client,
     gateway: &str,
     expected: u64,
 ) -> BTreeMap<String, f64> {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let series = scrape(client, gateway).await;
         let accounted: f64 = [
