@@ -16,7 +16,7 @@ use super::error::AuditError;
 use super::query::{AuditQuery, AuditReader};
 use super::record::AuditRecord;
 use super::schema;
-use super::writer::{Msg, Shared, Writer, WriterSettings};
+use super::writer::{Msg, Shared, Writer, WriterSettings, MAX_BATCH_BODY_BYTES};
 use super::{AuditSink, BodyTicket, StagedBody};
 
 /// What replaces a body the store could not keep because it was overloaded
@@ -150,6 +150,10 @@ pub struct AuditStats {
 pub struct AuditStore {
     tx: Option<SyncSender<Msg>>,
     handle: Option<JoinHandle<()>>,
+    /// The writer thread, to unpark (see [`AuditStore::nudge`]).
+    writer: Option<std::thread::Thread>,
+    /// Queued records that make a batch's worth: the writer is woken for them.
+    wake_records: usize,
     shared: Arc<Shared>,
     reader: AuditReader,
     spill_capacity: usize,
@@ -176,8 +180,9 @@ impl AuditStore {
         let conn = schema::open_writer(&config.path)?;
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
         let shared = Arc::new(Shared::default());
+        let settings_batch_max = config.batch_max.max(1);
         let settings = WriterSettings {
-            batch_max: config.batch_max.max(1),
+            batch_max: settings_batch_max,
             flush_interval: config.flush_interval,
             retention_days: config.retention_days,
             max_bytes: config.max_bytes,
@@ -192,6 +197,8 @@ impl AuditStore {
             .spawn(move || writer.run())?;
         Ok(AuditStore {
             tx: Some(tx),
+            writer: Some(handle.thread().clone()),
+            wake_records: settings_batch_max,
             handle: Some(handle),
             shared,
             reader: AuditReader::new(config.path),
@@ -234,6 +241,7 @@ impl AuditStore {
         };
         match tx.try_send(msg) {
             Ok(()) => {
+                self.nudge(false);
                 shared.bodies_staged.fetch_add(1, Ordering::Relaxed);
                 StagedBody::Ticket(BodyTicket {
                     store: self.id,
@@ -285,7 +293,10 @@ impl AuditStore {
             counted_bytes: counted,
         };
         let (msg, writer_gone) = match tx.try_send(msg) {
-            Ok(()) => return,
+            Ok(()) => {
+                self.nudge(false);
+                return;
+            }
             Err(TrySendError::Full(msg)) => (msg, false),
             Err(TrySendError::Disconnected(msg)) => (msg, true),
         };
@@ -342,7 +353,30 @@ impl AuditStore {
 
     fn send_control(&self, msg: Msg) -> Result<(), AuditError> {
         let tx = self.tx.as_ref().ok_or(AuditError::WriterGone)?;
-        tx.send(msg).map_err(|_| AuditError::WriterGone)
+        tx.send(msg).map_err(|_| AuditError::WriterGone)?;
+        self.nudge(true);
+        Ok(())
+    }
+
+    /// Wake the writer if it is parked and this message needs it now: the first of a
+    /// batch (to arm its deadline), a batch's worth queued (records or body bytes),
+    /// or a control message (`urgent`). Otherwise it collects the message when its
+    /// batch deadline wakes it: no system call per request.
+    fn nudge(&self, urgent: bool) {
+        let shared = &*self.shared;
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !shared.parked.load(Ordering::Relaxed) {
+            return;
+        }
+        let wanted = urgent
+            || !shared.batch_open.load(Ordering::Relaxed)
+            || shared.queue_depth.load(Ordering::Relaxed) >= self.wake_records
+            || shared.queued_body_bytes.load(Ordering::Relaxed) >= MAX_BATCH_BODY_BYTES;
+        if wanted && shared.parked.swap(false, Ordering::AcqRel) {
+            if let Some(writer) = &self.writer {
+                writer.unpark();
+            }
+        }
     }
 
     /// Stop accepting, commit everything queued and spilled, join the writer,
@@ -356,10 +390,18 @@ impl AuditStore {
     fn close(&mut self) -> Result<(), AuditError> {
         self.shared.closing.store(true, Ordering::Release);
         drop(self.tx.take());
+        if let Some(writer) = &self.writer {
+            writer.unpark();
+        }
         match self.handle.take() {
             Some(handle) => handle.join().map_err(|_| AuditError::WriterGone),
             None => Ok(()),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> &Shared {
+        &self.shared
     }
 
     /// Current counters.

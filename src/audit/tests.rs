@@ -626,6 +626,38 @@ fn max_bytes_holds_between_periodic_prunes() {
 }
 
 #[test]
+fn the_writer_is_not_woken_for_every_record() {
+    // A long deadline keeps the first record's batch open while the rest arrive:
+    // only the first (to arm the deadline) and the flush may wake the writer.
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(AuditStoreConfig {
+        flush_interval: Duration::from_secs(30),
+        batch_max: 10_000,
+        ..AuditStoreConfig::new(dir.path().join("audit.db"))
+    })
+    .unwrap();
+    let shared = store.shared_for_tests();
+    let parked = || shared.parked.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30); // hang guard
+    for i in 0..200 {
+        // Each record is submitted while the writer sleeps, so a wake-up per record
+        // would show as one per record.
+        while !parked() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never parked"
+            );
+            std::thread::yield_now();
+        }
+        store.submit(with_bodies(&format!("w{i}"), now_ms(), 100, 100));
+    }
+    store.flush().unwrap();
+    assert_eq!(store.stats().written, 200);
+    let wakeups = shared.wakeups.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(wakeups < 20, "{wakeups} wake-ups for 200 records");
+}
+
+#[test]
 fn store_adds_nothing_to_what_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");

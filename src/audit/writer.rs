@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -90,8 +90,25 @@ pub(crate) enum Msg {
 
 /// State shared by the submit side and the writer: the overflow spill and
 /// the counters.
+/// What [`Writer::next_msg`] found.
+enum Next {
+    Msg(Msg),
+    /// Nothing arrived before the wait ended (or an unpark came).
+    Idle,
+    /// Every sender is gone.
+    Closed,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// The writer is parked, or about to park, on an empty queue: a submitter that
+    /// wants it awake swaps this to false and unparks it.
+    pub(crate) parked: AtomicBool,
+    /// The writer holds messages not yet committed (its batch deadline is armed):
+    /// a further message needs no wake-up until a batch's worth is queued.
+    pub(crate) batch_open: AtomicBool,
+    /// Times the writer came back from parking (for tests of the wake-up policy).
+    pub(crate) wakeups: AtomicU64,
     /// Set by the store before it drops the sender: the writer stops
     /// waiting (even while retrying a failed commit) and finishes.
     pub(crate) closing: AtomicBool,
@@ -595,10 +612,10 @@ impl Writer {
                 // Only here when a commit failed: wait for the retry.
                 thread::sleep(self.wait_time(now));
             } else {
-                match self.rx.recv_timeout(self.wait_time(now)) {
-                    Ok(msg) => self.handle(msg),
-                    Err(RecvTimeoutError::Timeout) => idle = true,
-                    Err(RecvTimeoutError::Disconnected) => self.open = false,
+                match self.next_msg(now) {
+                    Next::Msg(msg) => self.handle(msg),
+                    Next::Idle => idle = true,
+                    Next::Closed => self.open = false,
                 }
             }
             if !self.open {
@@ -627,8 +644,42 @@ impl Writer {
                     self.prune = Some(PruneRun::default());
                 }
             }
+            self.shared
+                .batch_open
+                .store(self.deadline.is_some(), Ordering::Relaxed);
         }
         self.finish();
+    }
+
+    /// The next message, without a wake-up per message: drain what is queued; when the
+    /// queue is empty, park until the deadline (or the idle wait). Submitters unpark
+    /// the writer only for the first message of a batch, a full batch's worth, or a
+    /// control message (see `Shared::parked`), so a busy gateway wakes it a few times
+    /// a batch, not twice a request — each wake-up was a context switch on the
+    /// request path's core. A lost unpark costs at most the park's timeout.
+    fn next_msg(&mut self, now: Instant) -> Next {
+        match self.rx.try_recv() {
+            Ok(msg) => return Next::Msg(msg),
+            Err(TryRecvError::Disconnected) => return Next::Closed,
+            Err(TryRecvError::Empty) => {}
+        }
+        self.shared.parked.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // Re-check after announcing the park: a message sent before the announcement
+        // is seen here; one sent after it finds `parked` set and unparks.
+        let next = match self.rx.try_recv() {
+            Ok(msg) => Next::Msg(msg),
+            Err(TryRecvError::Disconnected) => Next::Closed,
+            Err(TryRecvError::Empty) => {
+                if !self.shared.closing.load(Ordering::Acquire) {
+                    thread::park_timeout(self.wait_time(now));
+                    self.shared.wakeups.fetch_add(1, Ordering::Relaxed);
+                }
+                Next::Idle
+            }
+        };
+        self.shared.parked.store(false, Ordering::Relaxed);
+        next
     }
 
     fn handle(&mut self, msg: Msg) {
