@@ -1206,9 +1206,9 @@ fn pruning_some_records_keeps_chunks_the_rest_still_use() {
     );
 }
 
-/// Nice values of this process's threads named `audit-writer`.
+/// (nice, scheduling policy) of this process's threads named `audit-writer`.
 #[cfg(target_os = "linux")]
-fn writer_nice_values() -> Vec<i64> {
+fn writer_scheduling() -> Vec<(i64, u32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -1219,25 +1219,27 @@ fn writer_nice_values() -> Vec<i64> {
         let Some(close) = stat.rfind(')') else {
             continue;
         };
-        // After "pid (comm) ": state is field 3; nice is field 19.
-        if let Some(nice) = stat[close + 2..].split(' ').nth(16) {
-            out.push(nice.parse().unwrap());
-        }
+        // After "pid (comm) " comes field 3 (state): nice is field 19, policy 41.
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        out.push((fields[16].parse().unwrap(), fields[38].parse().unwrap()));
     }
     out
 }
 
 #[cfg(target_os = "linux")]
 #[test]
-fn the_writer_thread_runs_at_lower_priority() {
+fn the_writer_thread_yields_to_the_proxy() {
+    const SCHED_IDLE: u32 = 5;
     let dir = tempfile::tempdir().unwrap();
     let store = AuditStore::open(config(&dir)).unwrap();
     // A flush is answered from the writer's loop, after it lowered itself.
     store.flush().unwrap();
     let own: i64 = rustix::process::getpriority_process(None).unwrap().into();
-    let values = writer_nice_values();
+    let values = writer_scheduling();
     assert!(
-        values.iter().any(|&n| n == (own + 10).min(19)),
-        "process nice {own}, writers {values:?}"
+        values
+            .iter()
+            .any(|&(nice, policy)| policy == SCHED_IDLE || nice == (own + 10).min(19)),
+        "process nice {own}, writers (nice, policy) {values:?}"
     );
 }
