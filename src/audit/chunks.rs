@@ -25,6 +25,7 @@ use bytes::Bytes;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::prefix::{PrefixCache, Span};
 use super::schema::{self, decode_chunk_list, encode_chunk_list};
 
 /// Bodies longer than this are chunked; shorter ones stay inline in their
@@ -82,12 +83,64 @@ impl StoredBody {
 /// (with `refs = 0`); returns the chunk ids in order. References are the
 /// caller's to add, once the row that lists them is written.
 pub(crate) fn store_chunks(conn: &Connection, body: &[u8]) -> rusqlite::Result<Vec<i64>> {
+    let mut spans = Vec::with_capacity(body.len() / AVG_CHUNK + 1);
+    store_from(conn, body, 0, &mut spans)?;
+    Ok(spans.iter().map(|s| s.id).collect())
+}
+
+/// [`store_chunks`], taking the leading chunks `body` shares with a body
+/// `cache` holds instead of chunking, hashing and looking them up again,
+/// and keeping `body` in `cache` (tentatively: the caller commits or rolls
+/// back the cache with its transaction). Same result as [`store_chunks`];
+/// see [`super::prefix`].
+pub(crate) fn store_chunks_cached(
+    conn: &Connection,
+    body: &Bytes,
+    cache: &mut PrefixCache,
+) -> rusqlite::Result<Vec<i64>> {
+    Ok(store_spans_cached(conn, body, cache)?
+        .iter()
+        .map(|s| s.id)
+        .collect())
+}
+
+/// [`store_chunks_cached`], returning where each chunk lies.
+pub(crate) fn store_spans_cached(
+    conn: &Connection,
+    body: &Bytes,
+    cache: &mut PrefixCache,
+) -> rusqlite::Result<Vec<Span>> {
+    let Some(key) = PrefixCache::key(body) else {
+        let mut spans = Vec::new();
+        store_from(conn, body, 0, &mut spans)?;
+        return Ok(spans);
+    };
+    let hit = cache.find(key, body);
+    let (mut spans, restart) = match &hit {
+        Some(hit) => (hit.spans.clone(), hit.restart),
+        None => (Vec::new(), 0),
+    };
+    spans.reserve((body.len() - restart) / AVG_CHUNK + 1);
+    store_from(conn, body, restart, &mut spans)?;
+    cache.remember(key, body.clone(), spans.clone(), hit.as_ref());
+    Ok(spans)
+}
+
+/// Chunk `body[from..]` (`from` being a cut of the whole body, or 0), store
+/// the chunks the file does not have yet and append them to `spans`, with
+/// offsets in `body`.
+fn store_from(
+    conn: &Connection,
+    body: &[u8],
+    from: usize,
+    spans: &mut Vec<Span>,
+) -> rusqlite::Result<()> {
     let mut find = conn.prepare_cached(schema::FIND_CHUNK)?;
     let mut insert = conn.prepare_cached(schema::INSERT_CHUNK)?;
     let mut insert_data = conn.prepare_cached(schema::INSERT_CHUNK_DATA)?;
-    let mut ids = Vec::with_capacity(body.len() / AVG_CHUNK + 1);
-    for chunk in fastcdc::v2020::FastCDC::new(body, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-        let bytes = &body[chunk.offset..chunk.offset + chunk.length];
+    let rest = &body[from..];
+    for chunk in fastcdc::v2020::FastCDC::new(rest, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+        let bytes = &rest[chunk.offset..chunk.offset + chunk.length];
         let hash = blake3::hash(bytes);
         let hash = hash.as_bytes().as_slice();
         let id = match find.query_row([hash], |r| r.get::<_, i64>(0)).optional()? {
@@ -99,9 +152,13 @@ pub(crate) fn store_chunks(conn: &Connection, body: &[u8]) -> rusqlite::Result<V
                 id
             }
         };
-        ids.push(id);
+        spans.push(Span {
+            offset: from + chunk.offset,
+            len: chunk.length,
+            id,
+        });
     }
-    Ok(ids)
+    Ok(())
 }
 
 /// Count each chunk in a stored list into `deltas` with weight `by`.
@@ -144,11 +201,12 @@ pub(crate) fn delete_if_unreferenced(
 
 /// Release the references of deleted rows' chunk lists (the `RETURNING`
 /// columns of a delete) and delete the chunks nobody refers to any more.
+/// Returns how many chunks were deleted.
 pub(crate) fn release_lists(
     conn: &Connection,
     lists: &[Vec<u8>],
     pinned: &HashSet<i64>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<u64> {
     let mut deltas = HashMap::new();
     for list in lists {
         for id in decode_chunk_list(list) {
@@ -156,10 +214,11 @@ pub(crate) fn release_lists(
         }
     }
     apply_refs(conn, &deltas)?;
+    let mut deleted = 0;
     for &id in deltas.keys() {
-        delete_if_unreferenced(conn, id, pinned)?;
+        deleted += u64::from(delete_if_unreferenced(conn, id, pinned)?);
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// Reassemble a body from its stored chunk list.

@@ -110,6 +110,7 @@
 mod chunks;
 mod error;
 mod layer;
+mod prefix;
 mod query;
 mod record;
 mod schema;

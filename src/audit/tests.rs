@@ -1243,3 +1243,91 @@ fn the_writer_thread_yields_to_the_proxy() {
         "process nice {own}, writers (nice, policy) {values:?}"
     );
 }
+
+// === the writer's prefix cache ===
+
+#[test]
+fn prefix_cache_is_cleared_when_retention_deletes_its_chunks() {
+    // The writer caches the old record's body; retention then deletes that
+    // record and its chunks. A body sharing the prefix must not be given the
+    // deleted chunk ids (SQLite reuses them for the next chunks inserted).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig {
+        retention_days: Some(30),
+        ..config(&dir)
+    })
+    .unwrap();
+    let prefix = prose(40, 80_000);
+    let old_body = format!("{prefix}{}", prose(41, 5_000));
+    let new_body = format!("{prefix}{}", prose(42, 7_000));
+    let mut old = record("old", now_ms() - 40 * DAY_MS);
+    old.request_body = Some(old_body.into());
+    store.submit(old);
+    store.flush().unwrap();
+    assert!(scalar(&path, "SELECT count(*) FROM audit_chunks") > 5);
+    store.prune().unwrap();
+    assert_eq!(scalar(&path, "SELECT count(*) FROM audit_chunks"), 0);
+
+    let mut new = record("new", now_ms());
+    new.request_body = Some(new_body.clone().into());
+    store.submit(new);
+    store.shutdown().unwrap();
+    let rows = all(&AuditReader::new(&path));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].request_body.as_deref(), Some(new_body.as_bytes()));
+}
+
+#[test]
+fn growing_conversations_read_back_exact_through_the_prefix_cache() {
+    // Several conversations interleaved, each turn the previous body plus a
+    // new exchange, some staged ahead of their records: every body exact.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(config(&dir)).unwrap();
+    let tools = prose(60, 30_000);
+    let mut convs: Vec<String> = (0..4)
+        .map(|c| {
+            format!(
+                "{{\"system\":\"{tools}\",\"messages\":[\"{}\"",
+                prose(61 + c, 2_000)
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for turn in 0..12u64 {
+        for (c, conv) in convs.iter_mut().enumerate() {
+            let body = format!("{conv}]}}");
+            let mut r = record(&format!("c{c}t{turn}"), 1_000 + turn as i64);
+            if (turn + c as u64) % 3 == 0 {
+                let StagedBody::Ticket(t) = store.stage_request_body(body.clone().into()) else {
+                    panic!("staged");
+                };
+                r.request_body_ticket = Some(t);
+            } else {
+                r.request_body = Some(body.clone().into());
+            }
+            r.response_body = Some(prose(1_000 + turn * 10 + c as u64, 20_000).into());
+            store.submit(r);
+            expected.push(body);
+            conv.push_str(&format!(
+                ",\"{}\"",
+                prose(2_000 + turn * 10 + c as u64, 2_000)
+            ));
+        }
+        if turn % 4 == 3 {
+            store.flush().unwrap();
+        }
+    }
+    store.shutdown().unwrap();
+    let rows = all(&AuditReader::new(&path));
+    assert_eq!(rows.len(), expected.len());
+    for (row, body) in rows.iter().zip(&expected) {
+        assert_eq!(
+            row.request_body.as_deref(),
+            Some(body.as_bytes()),
+            "{}",
+            row.request_id
+        );
+    }
+}

@@ -47,6 +47,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::chunks::{self, StoredBody};
+use super::prefix::PrefixCache;
 use super::record::AuditRecord;
 use super::schema::{self, Pages};
 use super::store::BODY_LOST_MARKER;
@@ -277,13 +278,32 @@ pub(crate) struct BatchOutcome {
 /// `threshold` are chunked; staged bodies are stored when they come and
 /// joined to their records through `tickets` (earlier batches) or this
 /// batch. `inline_room` is how many bytes of small staged bodies may still
-/// be held inline.
+/// be held inline. Chunked request bodies go through `cache`, whose entries
+/// from this batch are committed with the transaction or dropped with it.
 pub(crate) fn write_batch(
     conn: &mut Connection,
     batch: &[Pending],
     tickets: &BTreeMap<u64, StoredBody>,
     threshold: usize,
+    inline_room: usize,
+    cache: &mut PrefixCache,
+) -> rusqlite::Result<BatchOutcome> {
+    let result = write_batch_tx(conn, batch, tickets, threshold, inline_room, cache);
+    match result {
+        Ok(_) => cache.commit(),
+        Err(_) => cache.rollback(),
+    }
+    result
+}
+
+/// [`write_batch`] up to and including the commit.
+fn write_batch_tx(
+    conn: &mut Connection,
+    batch: &[Pending],
+    tickets: &BTreeMap<u64, StoredBody>,
+    threshold: usize,
     mut inline_room: usize,
+    cache: &mut PrefixCache,
 ) -> rusqlite::Result<BatchOutcome> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcome = BatchOutcome::default();
@@ -291,13 +311,19 @@ pub(crate) fn write_batch(
     let mut refs: HashMap<i64, i64> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(schema::INSERT)?;
-        let store = |body: &Bytes| -> rusqlite::Result<StoredBody> {
-            Ok(if body.len() > threshold {
-                StoredBody::Chunks(chunks::store_chunks(&tx, body)?)
-            } else {
-                StoredBody::Inline(body.clone())
-            })
-        };
+        // Request bodies go through the prefix cache; responses do not: they
+        // are generated text, unique per record, so a lookup would find
+        // nothing and keeping them would only push request bodies out.
+        let store =
+            |body: &Bytes, cache: Option<&mut PrefixCache>| -> rusqlite::Result<StoredBody> {
+                Ok(if body.len() <= threshold {
+                    StoredBody::Inline(body.clone())
+                } else if let Some(cache) = cache {
+                    StoredBody::Chunks(chunks::store_chunks_cached(&tx, body, cache)?)
+                } else {
+                    StoredBody::Chunks(chunks::store_chunks(&tx, body)?)
+                })
+            };
         for item in batch {
             let r = match item {
                 Pending::Body { ticket, body, .. } => {
@@ -305,7 +331,7 @@ pub(crate) fn write_batch(
                         inline_room -= body.len();
                         StoredBody::Inline(body.clone())
                     } else {
-                        StoredBody::Chunks(chunks::store_chunks(&tx, body)?)
+                        StoredBody::Chunks(chunks::store_chunks_cached(&tx, body, cache)?)
                     };
                     staged_here.insert(*ticket, stored);
                     continue;
@@ -326,9 +352,15 @@ pub(crate) fn write_batch(
                         }
                     },
                 }),
-                None => r.request_body.as_ref().map(store).transpose()?,
+                None => match &r.request_body {
+                    Some(body) => Some(store(body, Some(&mut *cache))?),
+                    None => None,
+                },
             };
-            let response = r.response_body.as_ref().map(store).transpose()?;
+            let response = match &r.response_body {
+                Some(body) => Some(store(body, None)?),
+                None => None,
+            };
             for body in [&request, &response].into_iter().flatten() {
                 if let StoredBody::Chunks(ids) = body {
                     chunks::count_refs(ids, 1, &mut refs);
@@ -363,6 +395,10 @@ pub(crate) struct PruneRun {
     did_work: bool,
     /// Unreferenced chunks are swept in id order; `None` once done.
     sweep_after: Option<i64>,
+    /// Chunks deleted so far (rows' released chunks and swept ones): the
+    /// writer's prefix cache may name them, so it is cleared when this
+    /// grows.
+    pub(crate) chunks_deleted: u64,
 }
 
 impl Default for PruneRun {
@@ -373,6 +409,7 @@ impl Default for PruneRun {
             last_freelist: None,
             did_work: false,
             sweep_after: Some(0),
+            chunks_deleted: 0,
         }
     }
 }
@@ -397,12 +434,13 @@ pub(crate) fn prune_step(
 ) -> rusqlite::Result<bool> {
     if let Some(days) = settings.retention_days {
         let cutoff = now_ms.saturating_sub(i64::from(days).saturating_mul(MS_PER_DAY));
-        let n = delete_rows(
+        let (n, chunks_deleted) = delete_rows(
             conn,
             schema::DELETE_OLDER_THAN,
             params![cutoff, PRUNE_CHUNK],
             pinned,
         )?;
+        run.chunks_deleted += chunks_deleted;
         if n > 0 {
             run.deleted += n as u64;
             run.did_work = true;
@@ -425,8 +463,10 @@ pub(crate) fn prune_step(
                 let avg = (used / count).max(1);
                 let want = (used - target).div_ceil(avg);
                 let n = want.clamp(1, PRUNE_CHUNK as u64).min(count);
-                let n = delete_rows(conn, schema::DELETE_OLDEST, params![n as i64], pinned)?;
+                let (n, chunks_deleted) =
+                    delete_rows(conn, schema::DELETE_OLDEST, params![n as i64], pinned)?;
                 run.deleted += n as u64;
+                run.chunks_deleted += chunks_deleted;
                 run.did_work = true;
                 return Ok(true);
             }
@@ -438,12 +478,13 @@ pub(crate) fn prune_step(
             .prepare_cached(schema::UNREFERENCED_CHUNKS)?
             .query_map(params![after, PRUNE_CHUNK], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut swept = false;
+        let mut swept = 0;
         for &id in &ids {
-            swept |= chunks::delete_if_unreferenced(&tx, id, pinned)?;
+            swept += u64::from(chunks::delete_if_unreferenced(&tx, id, pinned)?);
         }
         tx.commit()?;
-        run.did_work |= swept;
+        run.chunks_deleted += swept;
+        run.did_work |= swept > 0;
         run.sweep_after = match ids.last() {
             Some(&last) if ids.len() as i64 == PRUNE_CHUNK => Some(last),
             _ => None,
@@ -471,13 +512,14 @@ pub(crate) fn prune_step(
 }
 
 /// Run a `DELETE … RETURNING request_chunks, response_chunks` and release
-/// the deleted rows' chunks, in one transaction. Returns the rows deleted.
+/// the deleted rows' chunks, in one transaction. Returns the rows and the
+/// chunks deleted.
 fn delete_rows(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
     pinned: &HashSet<i64>,
-) -> rusqlite::Result<usize> {
+) -> rusqlite::Result<(usize, u64)> {
     let tx = conn.unchecked_transaction()?;
     let mut lists: Vec<Vec<u8>> = Vec::new();
     let mut n = 0;
@@ -493,9 +535,9 @@ fn delete_rows(
             }
         }
     }
-    chunks::release_lists(&tx, &lists, pinned)?;
+    let chunks_deleted = chunks::release_lists(&tx, &lists, pinned)?;
     tx.commit()?;
-    Ok(n)
+    Ok((n, chunks_deleted))
 }
 
 fn pages(conn: &Connection) -> rusqlite::Result<Pages> {
@@ -582,6 +624,10 @@ pub(crate) struct Writer {
     waiting: Vec<Waiting>,
     /// Messages received so far (the clock for `waiting`).
     received: u64,
+    /// Recently chunked request bodies, so the next turn of a conversation
+    /// chunks only what it adds (see [`super::prefix`]). Holds up to
+    /// [`super::prefix::MAX_BYTES`] of bodies alive.
+    prefix_cache: PrefixCache,
 }
 
 impl Writer {
@@ -611,6 +657,7 @@ impl Writer {
             tickets_inline_bytes: 0,
             waiting: Vec::new(),
             received: 0,
+            prefix_cache: PrefixCache::new(),
         }
     }
 
@@ -825,6 +872,7 @@ impl Writer {
             &self.tickets,
             self.settings.chunk_threshold,
             inline_room,
+            &mut self.prefix_cache,
         ) {
             Ok(outcome) => {
                 let n = self.batch_rows;
@@ -919,7 +967,13 @@ impl Writer {
         let Some(run) = self.prune.as_mut() else {
             return;
         };
+        let chunks_before = run.chunks_deleted;
         let result = prune_step(&self.conn, &self.settings, run, now_ms(), &pinned);
+        if result.is_err() || run.chunks_deleted != chunks_before {
+            // The cache may name a chunk just deleted (whose id SQLite may
+            // give to a new chunk); after a failed step, assume it does.
+            self.prefix_cache.clear();
+        }
         let deleted = run.deleted;
         match result {
             Ok(true) => return,
@@ -1003,6 +1057,7 @@ mod tests {
             &BTreeMap::new(),
             chunks::CHUNK_THRESHOLD,
             usize::MAX,
+            &mut PrefixCache::new(),
         )
         .map(|_| ())
     }
@@ -1124,6 +1179,80 @@ mod tests {
             )
             .unwrap();
         assert_eq!(newest, "r199");
+    }
+
+    /// Text whose chunk boundaries fall where text puts them.
+    fn text(seed: u64, len: usize) -> String {
+        const WORDS: [&str; 8] = ["the", "tool", "returns", "a", "file", "of", "fn", "main"];
+        let mut x = seed;
+        let mut s = String::with_capacity(len + 8);
+        while s.len() < len {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            s.push_str(WORDS[(x >> 61) as usize]);
+            s.push(' ');
+        }
+        s
+    }
+
+    fn row_with(id: &str, body: &str) -> Pending {
+        let mut r = rec(id, 1, 0);
+        r.request_body = Some(body.to_owned().into());
+        r.response_body = None;
+        Pending::Row(Row::new(r, 0))
+    }
+
+    #[test]
+    fn a_rolled_back_batch_leaves_nothing_in_the_prefix_cache() {
+        // Batch 2 stores B (A's prefix + a tail: new chunks) and then fails.
+        // Its new chunk ids are rolled back and SQLite hands them out again
+        // in batch 3; had the cache kept B, C (B + more) would list B's
+        // vanished ids, now holding C's other bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = schema::open_writer(&dir.path().join("a.db")).unwrap();
+        let mut cache = PrefixCache::new();
+        let a = text(1, 90_000);
+        let b = format!("{a}{}", text(2, 20_000));
+        let c = format!("{b}{}", text(3, 20_000));
+        let write = |conn: &mut Connection, cache: &mut PrefixCache, batch: &[Pending]| {
+            write_batch(
+                conn,
+                batch,
+                &BTreeMap::new(),
+                chunks::CHUNK_THRESHOLD,
+                usize::MAX,
+                cache,
+            )
+        };
+        write(&mut conn, &mut cache, &[row_with("a", &a)]).unwrap();
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER boom BEFORE INSERT ON main.audit_records \
+             WHEN NEW.request_id = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END",
+        )
+        .unwrap();
+        let failed = write(
+            &mut conn,
+            &mut cache,
+            &[row_with("b", &b), row_with("boom", "x")],
+        );
+        assert!(failed.is_err());
+        conn.execute_batch("DROP TRIGGER boom").unwrap();
+        write(&mut conn, &mut cache, &[row_with("c", &c)]).unwrap();
+
+        let mut stmt = conn
+            .prepare("SELECT request_id, request_chunks FROM audit_records ORDER BY seq")
+            .unwrap();
+        let rows: Vec<(String, Vec<u8>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for ((id, list), want) in rows.iter().zip([&a, &c]) {
+            let back = chunks::read_chunks(&conn, list).unwrap();
+            assert!(back == want.as_bytes(), "{id} reads back different bytes");
+        }
     }
 
     #[test]
