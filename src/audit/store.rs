@@ -38,8 +38,12 @@ static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 pub struct AuditStoreConfig {
     /// The SQLite file; created (with its directory) if missing.
     pub path: PathBuf,
-    /// Records the queue between the request path and the writer holds
-    /// (default 8192; 0 is treated as 1).
+    /// Messages (records and staged request bodies) the queue between the
+    /// request path and the writer holds (default 32,768; 0 is treated as 1).
+    /// The writer runs only when the proxy leaves a core idle, so under a
+    /// burst that saturates the CPU this is the backlog it catches up on
+    /// afterwards: ~16,000 requests. Memory is bounded by `queue_max_bytes`,
+    /// not by this count (a slot is ~50 bytes, allocated up front).
     pub queue_capacity: usize,
     /// Records per transaction at most (default 256; 0 is treated as 1). A
     /// batch is also committed once its bodies reach 16 MiB.
@@ -87,7 +91,7 @@ impl Default for AuditStoreConfig {
     fn default() -> Self {
         AuditStoreConfig {
             path: PathBuf::from("llm-gateway-audit.db"),
-            queue_capacity: 8192,
+            queue_capacity: 32_768,
             batch_max: 256,
             flush_interval: Duration::from_millis(200),
             retention_days: None,
