@@ -7,10 +7,10 @@
 //! the hop-by-hop headers, and hands it to a pooled `hyper_util` legacy client
 //! (`HttpConnector` with `TCP_NODELAY`). Both bodies stream through frame by frame,
 //! never collected. No parsing, no audit, no metrics. It runs on a tokio runtime built
-//! exactly like the in-process gateway's ([`crate::inproc`]): its own OS thread, the
+//! exactly like the in-process gateway's ([`crate::server_thread`]): its own OS thread, the
 //! same number of worker threads, optionally pinned to one CPU.
 
-use crate::pin;
+use crate::server_thread::{ServerThread, ThreadSpec};
 use bytes::Bytes;
 use http::header::{HeaderName, HOST};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
@@ -19,18 +19,11 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A bare proxy serving on `127.0.0.1:PORT` until stopped.
-pub struct BareProxy {
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    /// Thread ids of its runtime (workers, blocking pool, and the thread that owns it).
-    pub tids: Arc<Mutex<Vec<u32>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A bare proxy serving on `127.0.0.1:PORT` until stopped (dropping it stops it).
+pub type BareProxy = ServerThread;
 
 /// How to run it.
 pub struct Options {
@@ -56,104 +49,28 @@ const HOP_BY_HOP: [&str; 8] = [
 
 type ProxyBody = Either<Incoming, Empty<Bytes>>;
 
-impl BareProxy {
-    /// Start its thread and runtime, bind `127.0.0.1:0`, and return once it accepts.
-    pub fn start(options: Options) -> Result<BareProxy, String> {
-        let upstream: Uri = options
-            .upstream
-            .parse()
-            .map_err(|e| format!("bare proxy upstream: {e}"))?;
-        let authority = upstream
-            .authority()
-            .cloned()
-            .ok_or("bare proxy upstream has no authority")?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
-        let tids = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_tids = tids.clone();
-        let (threads, cpu) = (options.worker_threads, options.cpu);
-        let thread = std::thread::Builder::new()
-            .name("bare-runtime".into())
-            .spawn(move || {
-                // Pinned before the runtime exists, so every thread it spawns inherits it.
-                if let Some(cpu) = cpu {
-                    pin::current_thread(cpu);
-                }
-                crate::inproc::record_tid(&thread_tids);
-                let start_tids = thread_tids.clone();
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .thread_name("bare-worker")
-                    .on_thread_start(move || {
-                        if let Some(cpu) = cpu {
-                            pin::current_thread(cpu);
-                        }
-                        crate::inproc::record_tid(&start_tids);
-                    })
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("bare proxy runtime: {e}")));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listener = match crate::mock::listen(([127, 0, 0, 1], 0).into()) {
-                        Ok(listener) => listener,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(format!("bare proxy listener: {e}")));
-                            return;
-                        }
-                    };
-                    let url = match listener.local_addr() {
-                        Ok(addr) => format!("http://{addr}"),
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(format!("bare proxy listener: {e}")));
-                            return;
-                        }
-                    };
-                    let server = tokio::spawn(serve(listener, upstream, host, stop_rx));
-                    let _ = ready_tx.send(Ok(url));
-                    let _ = server.await;
-                });
-                // Open connections are not drained: by the time it is stopped, its
-                // phase is over.
-                runtime.shutdown_timeout(Duration::from_secs(1));
-            })
-            .map_err(|e| format!("bare proxy thread: {e}"))?;
-        let url = ready_rx
-            .recv()
-            .map_err(|_| "the bare proxy thread ended before serving".to_owned())??;
-        Ok(BareProxy {
-            url,
-            tids,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
-    }
-
-    /// Stop accepting, end its runtime (and its connections), join its thread.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for BareProxy {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
+/// Start its thread and runtime, bind `127.0.0.1:0`, and return once it accepts.
+pub fn start(options: Options) -> Result<BareProxy, String> {
+    let upstream: Uri = options
+        .upstream
+        .parse()
+        .map_err(|e| format!("bare proxy upstream: {e}"))?;
+    let authority = upstream
+        .authority()
+        .cloned()
+        .ok_or("bare proxy upstream has no authority")?;
+    let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+    let spec = ThreadSpec {
+        name: "bare-runtime",
+        worker_name: "bare-worker",
+        worker_threads: options.worker_threads,
+        cpu: options.cpu,
+        // Open connections are not drained: by the time it is stopped, its phase is over.
+        shutdown: Duration::from_secs(1),
+    };
+    ServerThread::start(spec, move |listener, stop| {
+        Ok(serve(listener, upstream, host, stop))
+    })
 }
 
 /// The accept loop: one task per connection, until `stop`.

@@ -4,7 +4,7 @@
 //! runtime or the gateway, so every thread they spawn, `audit-writer` included,
 //! inherits the affinity).
 
-use crate::{pin, procfs};
+use crate::server_thread::{ServerThread, ThreadSpec};
 use llm_gateway::config::ProviderConfig;
 use llm_gateway::{Config, Gateway};
 use std::path::PathBuf;
@@ -16,8 +16,7 @@ pub struct InProcessGateway {
     /// Thread ids of the gateway runtime (its workers, its blocking pool, and the thread
     /// that owns it).
     pub tids: Arc<Mutex<Vec<u32>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<ServerThread>,
     audit_dir: PathBuf,
 }
 
@@ -50,87 +49,32 @@ impl InProcessGateway {
         config.audit.log_request_bodies = options.audit_bodies;
         config.audit.log_response_bodies = options.audit_bodies;
         config.audit.path = audit_dir.join("audit.db");
-
-        let tids = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_tids = tids.clone();
-        let (threads, cpu) = (options.worker_threads, options.cpu);
-        let thread = std::thread::Builder::new()
-            .name("gw-runtime".into())
-            .spawn(move || {
-                // Before anything is built: threads spawned from here inherit it.
-                if let Some(cpu) = cpu {
-                    pin::current_thread(cpu);
-                }
-                record_tid(&thread_tids);
-                let start_tids = thread_tids.clone();
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .thread_name("gw-worker")
-                    .on_thread_start(move || {
-                        if let Some(cpu) = cpu {
-                            pin::current_thread(cpu);
-                        }
-                        record_tid(&start_tids);
-                    })
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("gateway runtime: {e}")));
-                        return;
-                    }
+        let spec = ThreadSpec {
+            name: "gw-runtime",
+            worker_name: "gw-worker",
+            worker_threads: options.worker_threads,
+            cpu: options.cpu,
+            shutdown: Duration::from_secs(2),
+        };
+        let server = ServerThread::start(spec, move |listener, stop| {
+            // Built on the pinned owner thread: the audit writer inherits its CPU.
+            let gateway = build(config)?;
+            Ok(async move {
+                let stopped = async {
+                    let _ = stop.await;
                 };
-                runtime.block_on(async move {
-                    let gateway = match build(config) {
-                        Ok(gateway) => gateway,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let listener = match crate::mock::listen(([127, 0, 0, 1], 0).into()) {
-                        Ok(listener) => listener,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(format!("gateway listener: {e}")));
-                            return;
-                        }
-                    };
-                    let url = match listener.local_addr() {
-                        Ok(addr) => format!("http://{addr}"),
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(format!("gateway listener: {e}")));
-                            return;
-                        }
-                    };
-                    // Serve from a task, so the accept loop runs on a worker, not here.
-                    let server = tokio::spawn(async move {
-                        let stopped = async {
-                            let _ = stop_rx.await;
-                        };
-                        if let Err(e) = gateway
-                            .serve(listener, stopped, Duration::from_secs(2))
-                            .await
-                        {
-                            eprintln!("gateway stopped: {e}");
-                        }
-                    });
-                    let _ = ready_tx.send(Ok(url));
-                    let _ = server.await;
-                });
-                runtime.shutdown_timeout(Duration::from_secs(2));
+                if let Err(e) = gateway
+                    .serve(listener, stopped, Duration::from_secs(2))
+                    .await
+                {
+                    eprintln!("gateway stopped: {e}");
+                }
             })
-            .map_err(|e| format!("gateway thread: {e}"))?;
-        let url = ready_rx
-            .recv()
-            .map_err(|_| "the gateway thread ended before serving".to_owned())??;
+        })?;
         Ok(InProcessGateway {
-            url,
-            tids,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            url: server.url.clone(),
+            tids: server.tids.clone(),
+            server: Some(server),
             audit_dir,
         })
     }
@@ -141,11 +85,8 @@ impl InProcessGateway {
     }
 
     fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(server) = self.server.take() {
+            server.stop();
         }
         let _ = std::fs::remove_dir_all(&self.audit_dir);
     }
@@ -154,15 +95,6 @@ impl InProcessGateway {
 impl Drop for InProcessGateway {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Note the calling thread's id in `tids`.
-pub fn record_tid(tids: &Mutex<Vec<u32>>) {
-    if let Some(tid) = procfs::current_tid() {
-        if let Ok(mut tids) = tids.lock() {
-            tids.push(tid);
-        }
     }
 }
 

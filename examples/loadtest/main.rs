@@ -138,6 +138,7 @@ mod mock;
 mod pin;
 mod procfs;
 mod report;
+mod server_thread;
 
 use body::RequestBody;
 use clap::{Parser, ValueEnum};
@@ -733,7 +734,7 @@ fn start_target(ctx: &Ctx, mock: &mock::Mock) -> Result<Target, String> {
 
 /// The bare proxy in this process, on a runtime like the in-process gateway's.
 fn start_bare(ctx: &Ctx, mock: &mock::Mock) -> Result<bare::BareProxy, String> {
-    bare::BareProxy::start(bare::Options {
+    bare::start(bare::Options {
         upstream: mock.url(),
         worker_threads: ctx.cli.gateway_threads,
         cpu: ctx.proxy_cpu(),

@@ -126,7 +126,9 @@ pub use error::AuditError;
 pub use layer::{AuditBody, AuditDraft, AuditFuture, AuditLayer, AuditOptions, AuditService};
 pub use query::{parse_since, AuditDbStats, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT};
 pub use record::{AuditAttempt, AuditRecord, AuditUsage};
-pub use store::{AuditStats, AuditStore, AuditStoreConfig, BODY_LOST_MARKER, BODY_SHED_MARKER};
+pub use store::{
+    AuditStats, AuditStore, AuditStoreConfig, WriterPriority, BODY_LOST_MARKER, BODY_SHED_MARKER,
+};
 
 /// Where audit records go. The request path calls [`submit`](Self::submit)
 /// once per request; it must not block.

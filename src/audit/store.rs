@@ -73,6 +73,26 @@ pub struct AuditStoreConfig {
     /// open at once; past it the oldest is evicted and its record says
     /// [`BODY_LOST_MARKER`].
     pub max_staged_bodies: usize,
+    /// How the writer thread yields the CPU to the proxy (default
+    /// [`WriterPriority::Idle`]).
+    pub writer_priority: WriterPriority,
+}
+
+/// How the audit writer thread shares the CPU with the proxy's workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriterPriority {
+    /// Linux's idle scheduling class: the writer runs only on CPU the proxy and
+    /// every other process leave idle, and a waking worker preempts it at once,
+    /// so auditing never delays a request. On a CPU that stays saturated it
+    /// falls behind: bodies wait in the queue (up to `queue_max_bytes`, then
+    /// they are shed, counted) until the CPU frees up.
+    #[default]
+    Idle,
+    /// nice +10: a fair share of a busy CPU, so the writer keeps up under
+    /// saturation; on a core it shares with a worker, a commit can delay
+    /// that worker's events by milliseconds.
+    Low,
 }
 
 impl AuditStoreConfig {
@@ -100,6 +120,7 @@ impl Default for AuditStoreConfig {
             queue_max_bytes: 256 * 1024 * 1024,
             prune_interval: Duration::from_secs(300),
             max_staged_bodies: 65_536,
+            writer_priority: WriterPriority::Idle,
         }
     }
 }
@@ -194,6 +215,7 @@ impl AuditStore {
             queue_capacity: config.queue_capacity.max(1),
             max_staged: config.max_staged_bodies.max(1),
             chunk_threshold: super::chunks::CHUNK_THRESHOLD,
+            priority: config.writer_priority,
         };
         let writer = Writer::new(conn, rx, Arc::clone(&shared), settings);
         let handle = std::thread::Builder::new()

@@ -1228,6 +1228,27 @@ fn writer_scheduling() -> Vec<(i64, u32)> {
 
 #[cfg(target_os = "linux")]
 #[test]
+fn a_low_priority_writer_runs_at_nice_plus_ten_not_idle() {
+    const SCHED_IDLE: u32 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(AuditStoreConfig {
+        writer_priority: crate::audit::WriterPriority::Low,
+        ..config(&dir)
+    })
+    .unwrap();
+    store.flush().unwrap();
+    let own: i64 = rustix::process::getpriority_process(None).unwrap().into();
+    let values = writer_scheduling();
+    assert!(
+        values
+            .iter()
+            .any(|&(nice, policy)| policy != SCHED_IDLE && nice == (own + 10).min(19)),
+        "process nice {own}, writers (nice, policy) {values:?}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
 fn the_writer_thread_yields_to_the_proxy() {
     const SCHED_IDLE: u32 = 5;
     let dir = tempfile::tempdir().unwrap();

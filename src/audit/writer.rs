@@ -175,6 +175,8 @@ pub(crate) struct WriterSettings {
     /// The queue's capacity: bounds how long a spilled record waits for a
     /// staged body still in the queue.
     pub(crate) queue_capacity: usize,
+    /// How the thread yields the CPU (set once, when it starts).
+    pub(crate) priority: super::store::WriterPriority,
     /// Staged bodies held awaiting their records at most.
     pub(crate) max_staged: usize,
     /// Bodies longer than this are chunked.
@@ -558,22 +560,23 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Lower this thread's priority by [`WRITER_NICENESS`], so the proxy's
-/// workers preempt it on a busy machine. Best effort: a failure is logged
-/// once, at debug, and ignored.
-fn lower_priority() {
+/// Lower this thread's priority as `priority` says: the idle scheduling
+/// class, or nice +[`WRITER_NICENESS`] (also the fallback where the idle class
+/// is refused). Best effort: a failure is logged at debug and ignored.
+fn lower_priority(priority: super::store::WriterPriority) {
     #[cfg(target_os = "linux")]
     {
         use thread_priority::{
             set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
             ThreadPriority, ThreadSchedulePolicy,
         };
-        if set_thread_priority_and_policy(
-            thread_native_id(),
-            ThreadPriority::Min,
-            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-        )
-        .is_ok()
+        if priority == super::store::WriterPriority::Idle
+            && set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            )
+            .is_ok()
         {
             return;
         }
@@ -587,7 +590,10 @@ fn lower_priority() {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    tracing::debug!("audit writer: lowering a thread's priority is only done on Linux");
+    {
+        let _ = priority;
+        tracing::debug!("audit writer: lowering a thread's priority is only done on Linux");
+    }
 }
 
 /// A spilled record whose staged body was still in the queue when the
@@ -664,7 +670,7 @@ impl Writer {
     /// The thread body. Returns when every sender is gone and everything
     /// was committed (or counted as dropped).
     pub(crate) fn run(mut self) {
-        lower_priority();
+        lower_priority(self.settings.priority);
         if self.settings.retention_enabled() {
             self.prune = Some(PruneRun::default());
         }
@@ -1072,6 +1078,7 @@ mod tests {
             queue_capacity: 16,
             max_staged: 16,
             chunk_threshold: chunks::CHUNK_THRESHOLD,
+            priority: crate::audit::WriterPriority::Idle,
         }
     }
 
