@@ -20,7 +20,11 @@
 //! # Overload policy
 //!
 //! Between the request path and the writer sits a bounded
-//! `std::sync::mpsc::sync_channel` (`queue_capacity`, default 8192).
+//! `std::sync::mpsc::sync_channel` (`queue_capacity`, default 32,768
+//! messages: records and staged request bodies). The writer thread runs in
+//! Linux's idle scheduling class by default ([`WriterPriority`]): it never
+//! takes a core from a worker with work to do, so under a saturated CPU this
+//! queue is the backlog it works off once the CPU frees up.
 //! [`AuditStore::submit`] uses `try_send` and **never blocks**: the request
 //! path runs on async worker threads, and blocking one of them on the disk,
 //! even "briefly", stalls every other request on that thread — the overload
@@ -39,7 +43,7 @@
 //!    takes the whole spill with its next commit.
 //! 3. If the spill is full too, the record is dropped and counted in
 //!    `dropped` (and [`AuditStore::last_error`] says why). That takes
-//!    16,384 records backed up behind a writer that cannot keep up.
+//!    ~24,000 requests backed up behind a writer that cannot keep up.
 //!
 //! Why not spill to a file: that is the request path waiting on the disk,
 //! and the disk is usually why the writer is behind. Why not an unbounded
@@ -88,7 +92,8 @@
 //! # Retention
 //!
 //! With `retention_days` and/or `max_bytes`, the writer prunes at start-up
-//! and every `prune_interval` (5 min), in small steps between batches: rows
+//! and every `prune_interval` (5 min) — and, with `max_bytes`, whenever a
+//! commit leaves the used pages over it — in small steps between batches: rows
 //! older than the cut-off, then the oldest rows until the used pages are at
 //! 90 % of `max_bytes` — each deletion releases its rows' chunk references
 //! and deletes the chunks no remaining row refers to — then unreferenced
