@@ -116,6 +116,8 @@ mod chunks;
 mod error;
 mod layer;
 mod prefix;
+mod priority;
+mod prune;
 mod query;
 mod record;
 mod schema;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::error::AuditError;
+pub use super::priority::WriterPriority;
 use super::query::{AuditQuery, AuditReader};
 use super::record::AuditRecord;
 use super::schema;
@@ -76,23 +77,6 @@ pub struct AuditStoreConfig {
     /// How the writer thread yields the CPU to the proxy (default
     /// [`WriterPriority::Idle`]).
     pub writer_priority: WriterPriority,
-}
-
-/// How the audit writer thread shares the CPU with the proxy's workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WriterPriority {
-    /// Linux's idle scheduling class: the writer runs only on CPU the proxy and
-    /// every other process leave idle, and a waking worker preempts it at once,
-    /// so auditing never delays a request. On a CPU that stays saturated it
-    /// falls behind: bodies wait in the queue (up to `queue_max_bytes`, then
-    /// they are shed, counted) until the CPU frees up.
-    #[default]
-    Idle,
-    /// nice +10: a fair share of a busy CPU, so the writer keeps up under
-    /// saturation; on a core it shares with a worker, a commit can delay
-    /// that worker's events by milliseconds.
-    Low,
 }
 
 impl AuditStoreConfig {
