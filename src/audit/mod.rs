@@ -119,6 +119,7 @@ mod prefix;
 mod priority;
 mod prune;
 mod query;
+mod recent;
 mod record;
 mod schema;
 mod store;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::error::AuditError;
 pub use super::priority::WriterPriority;
 use super::query::{AuditQuery, AuditReader};
+use super::recent::RecentBodies;
 use super::record::AuditRecord;
 use super::schema;
 use super::writer::{Msg, Shared, Writer, WriterSettings, MAX_BATCH_BODY_BYTES};
@@ -163,6 +164,9 @@ pub struct AuditStore {
     writer: Option<std::thread::Thread>,
     /// Queued records that make a batch's worth: the writer is woken for them.
     wake_records: usize,
+    /// Recent staged bodies, so a new one is queued as a shared prefix and its
+    /// own tail (see `recent.rs`).
+    recent: std::sync::Mutex<RecentBodies>,
     shared: Arc<Shared>,
     reader: AuditReader,
     spill_capacity: usize,
@@ -209,6 +213,7 @@ impl AuditStore {
             tx: Some(tx),
             writer: Some(handle.thread().clone()),
             wake_records: settings_batch_max,
+            recent: std::sync::Mutex::default(),
             handle: Some(handle),
             shared,
             reader: AuditReader::new(config.path),
@@ -244,6 +249,13 @@ impl AuditStore {
             return shed();
         }
         let number = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        // Counted whole (conservatively: the shared prefix is not this body's own
+        // memory), so `queue_max_bytes` bounds what the writer has to join.
+        let body = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .split(body);
         let msg = Msg::Body {
             ticket: number,
             body,

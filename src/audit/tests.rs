@@ -951,6 +951,46 @@ fn staged_bodies_land_in_their_records_byte_exact() {
 }
 
 #[test]
+fn a_conversation_staged_turn_by_turn_reads_back_exact() {
+    // Each turn repeats the last one and adds to it: the queue carries each as a
+    // shared prefix plus its own tail, and the writer must join them exactly.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig::new(&path)).unwrap();
+    let mut conversation = prose(7, 60_000);
+    let mut turns = Vec::new();
+    for turn in 0..6 {
+        conversation.push_str(&format!(" turn {turn}: {}", prose(turn, 1_500)));
+        let StagedBody::Ticket(t) = store.stage_request_body(conversation.clone().into()) else {
+            panic!("staged");
+        };
+        turns.push((t, conversation.clone()));
+    }
+    for (i, (t, _)) in turns.iter().enumerate() {
+        let mut r = record(&format!("turn{i}"), i as i64);
+        r.request_body_ticket = Some(*t);
+        store.submit(r);
+    }
+    let stats = store.shutdown().unwrap();
+    assert_eq!((stats.bodies_staged, stats.staged_lost), (6, 0));
+    let rows = AuditReader::new(&path);
+    for (i, (_, body)) in turns.iter().enumerate() {
+        let got = rows
+            .query(&AuditQuery {
+                request_id: Some(format!("turn{i}")),
+                ..Default::default()
+            })
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            got.request_body.as_deref(),
+            Some(body.as_bytes()),
+            "turn {i}"
+        );
+    }
+}
+
+#[test]
 fn default_sink_keeps_the_staged_body_inline() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = {

@@ -49,6 +49,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use super::chunks::{self, StoredBody};
 use super::prefix::PrefixCache;
 use super::prune::{prune_step, PruneRun};
+use super::recent::SplitBody;
 use super::record::AuditRecord;
 use super::schema::{self, Pages};
 use super::store::BODY_LOST_MARKER;
@@ -77,10 +78,11 @@ pub(crate) enum Msg {
         record: Box<AuditRecord>,
         counted_bytes: usize,
     },
-    /// A request body staged ahead of its record, which will name `ticket`.
+    /// A request body staged ahead of its record, which will name `ticket`:
+    /// a recent body's prefix and its own tail, joined when the writer takes it.
     Body {
         ticket: u64,
-        body: Bytes,
+        body: SplitBody,
         counted_bytes: usize,
     },
     /// Commit everything received so far (and the spill), then answer.
@@ -89,8 +91,6 @@ pub(crate) enum Msg {
     Prune(Sender<Result<u64, String>>),
 }
 
-/// State shared by the submit side and the writer: the overflow spill and
-/// the counters.
 /// What [`Writer::next_msg`] found.
 enum Next {
     Msg(Msg),
@@ -100,6 +100,8 @@ enum Next {
     Closed,
 }
 
+/// State shared by the submit side and the writer: the overflow spill and
+/// the counters.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     /// The writer is parked, or about to park, on an empty queue: a submitter that
@@ -570,6 +572,7 @@ impl Writer {
                 body,
                 counted_bytes,
             } => {
+                let body = body.join();
                 self.batch_bytes += body.len();
                 self.batch.push(Pending::Body {
                     ticket,
