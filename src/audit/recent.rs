@@ -6,7 +6,10 @@
 //! during a burst staged bodies wait in its queue; held whole, 2,000 waiting
 //! Claude Code requests were 200 MB. Held as a slice of a recent body (shared, no
 //! copy) plus the few KB that differ, they are a few MB, and each request's own
-//! buffer is freed as soon as the request has gone upstream.
+//! buffer is freed as soon as the request has gone upstream. The body a prefix is
+//! cut from stays the source for the bodies after it until their tails outgrow
+//! [`REFRESH_TAIL`]: cut from each predecessor instead, the queued messages would
+//! keep one another's buffers alive in a chain.
 //!
 //! The cost on the request path is one comparison of the body with a few recent
 //! ones: their first bytes first, then a `memcmp` of the common part (~5 µs for
@@ -18,6 +21,8 @@ use bytes::Bytes;
 const SLOTS: usize = 8;
 /// A shared prefix shorter than this is not worth a split: the body goes whole.
 const MIN_SHARED: usize = 16 * 1024;
+/// A tail longer than this makes the new body the source for the next ones.
+const REFRESH_TAIL: usize = 16 * 1024;
 /// Bytes compared first, to rule a candidate out cheaply.
 const PROBE: usize = 256;
 
@@ -59,28 +64,40 @@ impl RecentBodies {
             .filter(|(_, old)| probe_matches(old, &body))
             .map(|(i, old)| (i, common_prefix(old, &body)))
             .max_by_key(|&(_, shared)| shared);
-        let split = match best {
+        match best {
             Some((i, shared)) if shared >= MIN_SHARED => {
-                let prefix = self.slots[i].slice(..shared);
-                // The newer body replaces the one it continues: one slot a conversation.
-                self.slots.remove(i);
+                let source = self.slots.remove(i);
+                let tail = Bytes::copy_from_slice(&body[shared..]);
+                // The source stays while bodies differ from it by little, so queued
+                // messages share one buffer, not each its predecessor's (a chain
+                // that would keep every queued body alive). Once the tails grow,
+                // the newer body takes its place: one slot a conversation.
+                self.slots.insert(
+                    0,
+                    if tail.len() > REFRESH_TAIL {
+                        body
+                    } else {
+                        source.clone()
+                    },
+                );
                 SplitBody {
-                    prefix,
-                    tail: Bytes::copy_from_slice(&body[shared..]),
+                    prefix: source.slice(..shared),
+                    tail,
                 }
             }
-            _ => SplitBody {
-                prefix: Bytes::new(),
-                tail: body.clone(),
-            },
-        };
-        if body.len() >= MIN_SHARED {
-            if self.slots.len() == SLOTS {
-                self.slots.pop();
+            _ => {
+                if body.len() >= MIN_SHARED {
+                    if self.slots.len() == SLOTS {
+                        self.slots.pop();
+                    }
+                    self.slots.insert(0, body.clone());
+                }
+                SplitBody {
+                    prefix: Bytes::new(),
+                    tail: body,
+                }
             }
-            self.slots.insert(0, body);
         }
-        split
     }
 }
 
@@ -131,6 +148,27 @@ mod tests {
         // The prefix is a slice of the first body: no copy of the shared part.
         assert_eq!(split.prefix.as_ptr(), first.as_ptr());
         assert_eq!(split.join(), second);
+
+        // A third turn still shares the first body, not the second: queued messages
+        // must not keep each other's buffers alive in a chain.
+        let third = body(&shared, b"turn three");
+        let split = recent.split(third.clone());
+        assert_eq!(split.prefix.as_ptr(), first.as_ptr());
+        assert_eq!(split.join(), third);
+    }
+
+    #[test]
+    fn a_long_new_tail_makes_the_newer_body_the_source() {
+        let shared: Vec<u8> = (0..50_000u32).map(|i| (i % 233) as u8).collect();
+        let mut recent = RecentBodies::default();
+        recent.split(body(&shared, b""));
+        let grown = body(&shared, &vec![b'x'; REFRESH_TAIL + 1]);
+        recent.split(grown.clone());
+        let next = body(&grown, b"more");
+        let split = recent.split(next.clone());
+        assert_eq!(split.prefix.as_ptr(), grown.as_ptr());
+        assert_eq!(split.tail.len(), 4);
+        assert_eq!(split.join(), next);
     }
 
     #[test]
