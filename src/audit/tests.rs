@@ -776,7 +776,7 @@ fn counters_balance_while_running() {
 
 /// Text with natural variety (so chunk boundaries fall where real text puts
 /// them), different for each seed.
-fn prose(seed: u64, len: usize) -> String {
+pub(crate) fn prose(seed: u64, len: usize) -> String {
     const WORDS: [&str; 12] = [
         "alpha", "tool", "returns", "file", "with", "lines", "of", "code", "and", "tests", "fn",
         "main",

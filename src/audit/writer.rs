@@ -845,6 +845,7 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::audit::prune::MS_PER_DAY;
+    use crate::audit::tests::prose;
 
     fn rec(id: &str, ts: i64, body: usize) -> AuditRecord {
         AuditRecord {
@@ -996,21 +997,6 @@ mod tests {
         assert_eq!(newest, "r199");
     }
 
-    /// Text whose chunk boundaries fall where text puts them.
-    fn text(seed: u64, len: usize) -> String {
-        const WORDS: [&str; 8] = ["the", "tool", "returns", "a", "file", "of", "fn", "main"];
-        let mut x = seed;
-        let mut s = String::with_capacity(len + 8);
-        while s.len() < len {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            s.push_str(WORDS[(x >> 61) as usize]);
-            s.push(' ');
-        }
-        s
-    }
-
     fn row_with(id: &str, body: &str) -> Pending {
         let mut r = rec(id, 1, 0);
         r.request_body = Some(body.to_owned().into());
@@ -1027,9 +1013,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = schema::open_writer(&dir.path().join("a.db")).unwrap();
         let mut cache = PrefixCache::new();
-        let a = text(1, 90_000);
-        let b = format!("{a}{}", text(2, 20_000));
-        let c = format!("{b}{}", text(3, 20_000));
+        let a = prose(1, 90_000);
+        let b = format!("{a}{}", prose(2, 20_000));
+        let c = format!("{b}{}", prose(3, 20_000));
         let write = |conn: &mut Connection, cache: &mut PrefixCache, batch: &[Pending]| {
             write_batch(
                 conn,
