@@ -47,11 +47,8 @@ fn served_by(response: &reqwest::Response) -> String {
 async fn connection_refused_falls_back() {
     let backup = MockUpstream::start().await;
     backup.push(Reply::sse_events(&fixture("text_basic.sse")));
-    let gateway = start_gateway(two_anthropic(
-        &MockUpstream::refused_url().await,
-        &backup.url(),
-    ))
-    .await;
+    let refused = RefusedPort::bind();
+    let gateway = start_gateway(two_anthropic(&refused.url(), &backup.url())).await;
     let response = post(&gateway, &messages_body(true)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(served_by(&response), "backup");
@@ -422,12 +419,8 @@ async fn azure_fallback_uses_its_url_and_key_and_skips_annotation_chunks() {
     ];
     azure.push(openai_reply(openai_stream(&chunks)));
     // The chain is anthropic → deepseek → azure; deepseek refuses connections.
-    let gateway = start_gateway(mixed(
-        &primary.url(),
-        &MockUpstream::refused_url().await,
-        &azure.url(),
-    ))
-    .await;
+    let refused = RefusedPort::bind();
+    let gateway = start_gateway(mixed(&primary.url(), &refused.url(), &azure.url())).await;
     let response = post(&gateway, &messages_body(true)).await;
     assert_eq!(served_by(&response), "azure");
     let message = accumulate(&response.text().await.unwrap());

@@ -361,9 +361,9 @@ async fn upstream_errors_come_back_with_their_status_and_body() {
 
 #[tokio::test]
 async fn a_refused_connection_is_a_clean_502() {
+    let refused = RefusedPort::bind();
     let mut config = llm_gateway::Config::default();
-    config.providers.get_mut("anthropic").unwrap().base_url =
-        MockUpstream::refused_url().await.parse().unwrap();
+    config.providers.get_mut("anthropic").unwrap().base_url = refused.url().parse().unwrap();
     let gateway = start_gateway(config).await;
     let response = gateway.post_messages(messages_body(true)).await;
     let error = expect_error(response, 502, "api_error").await;

@@ -141,14 +141,6 @@ impl MockUpstream {
         mock
     }
 
-    /// A URL where nothing listens (connection refused).
-    pub async fn refused_url() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        format!("http://{addr}")
-    }
-
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -328,5 +320,32 @@ async fn read_request(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
             Ok(0) | Err(_) => return None,
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
+    }
+}
+
+/// A loopback port that refuses connections for as long as this value lives.
+///
+/// The socket is bound but never listens: the kernel answers a SYN with a reset, and
+/// the port stays reserved, so a mock started by a concurrent test cannot be handed
+/// the same port and answer in its place (binding, reading the port and closing the
+/// listener left exactly that race).
+pub struct RefusedPort {
+    _socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl RefusedPort {
+    pub fn bind() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        RefusedPort {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[allow(unused_imports)]
-pub use mock::{MockUpstream, Reply, Step};
+pub use mock::{MockUpstream, RefusedPort, Reply, Step};
 
 /// Longest any test waits for a thing that must happen; a guard against hangs, not a
 /// timing assertion.
