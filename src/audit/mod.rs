@@ -21,10 +21,10 @@
 //!
 //! Between the request path and the writer sits a bounded
 //! `std::sync::mpsc::sync_channel` (`queue_capacity`, default 32,768
-//! messages: records and staged request bodies). The writer thread runs in
-//! Linux's idle scheduling class by default ([`WriterPriority`]): it never
-//! takes a core from a worker with work to do, so under a saturated CPU this
-//! queue is the backlog it works off once the CPU frees up.
+//! messages: records and staged request bodies). The writer thread runs at
+//! nice +10 and yields the CPU after every record ([`WriterPriority`]), so
+//! under a saturated CPU it keeps a fair share and this queue is only the
+//! backlog of a burst.
 //! [`AuditStore::submit`] uses `try_send` and **never blocks**: the request
 //! path runs on async worker threads, and blocking one of them on the disk,
 //! even "briefly", stalls every other request on that thread — the overload

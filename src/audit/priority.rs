@@ -7,17 +7,20 @@ const WRITER_NICENESS: i32 = 10;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WriterPriority {
+    /// nice +10, yielding the CPU after every record it stores: a fair share of
+    /// a busy CPU, so a record stays durable within a second even when other
+    /// work saturates the machine (the SPEC's promise). The default.
+    #[default]
+    Low,
     /// Linux's idle scheduling class: the writer runs only on CPU the proxy and
     /// every other process leave idle, and a waking worker preempts it at once,
-    /// so auditing never delays a request. On a CPU that stays saturated it
-    /// falls behind: bodies wait in the queue (up to `queue_max_bytes`, then
-    /// they are shed, counted) until the CPU frees up.
-    #[default]
+    /// so auditing never delays a request. It gives up the one-second
+    /// durability bound: on a CPU that stays saturated the writer gets almost
+    /// nothing, and records and bodies wait in the queue (bodies up to
+    /// `queue_max_bytes`, then shed, counted) until the CPU frees up. An
+    /// unprivileged thread cannot leave the idle class again, so this is chosen
+    /// once, at start.
     Idle,
-    /// nice +10: a fair share of a busy CPU, so the writer keeps up under
-    /// saturation; on a core it shares with a worker, a commit can delay
-    /// that worker's events by milliseconds.
-    Low,
 }
 
 /// Lower this thread's priority as `priority` says: the idle scheduling

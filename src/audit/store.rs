@@ -76,7 +76,7 @@ pub struct AuditStoreConfig {
     /// [`BODY_LOST_MARKER`].
     pub max_staged_bodies: usize,
     /// How the writer thread yields the CPU to the proxy (default
-    /// [`WriterPriority::Idle`]).
+    /// [`WriterPriority::Low`]).
     pub writer_priority: WriterPriority,
 }
 
@@ -105,7 +105,7 @@ impl Default for AuditStoreConfig {
             queue_max_bytes: 256 * 1024 * 1024,
             prune_interval: Duration::from_secs(300),
             max_staged_bodies: 65_536,
-            writer_priority: WriterPriority::Idle,
+            writer_priority: WriterPriority::Low,
         }
     }
 }

@@ -337,20 +337,31 @@ fn two_thousand_quick_records_all_land_after_shutdown() {
 }
 
 #[test]
-fn records_are_durable_within_a_second_without_shutdown() {
+fn records_are_committed_by_the_batch_timer_without_shutdown() {
+    // Default settings: 200 ms flush interval, 256-record batches. 300 records
+    // are one full batch and 44 that only the timer commits: that timer is what
+    // makes a record durable within a second (a fixed wait here would test the
+    // machine's load, not the store).
     let dir = tempfile::tempdir().unwrap();
-    // Default settings: 200 ms flush interval, 256-record batches.
     let store = AuditStore::open(config(&dir)).unwrap();
     let n = 300;
     for i in 0..n {
         store.submit(with_bodies(&format!("d{i}"), now_ms(), 1000, 1000));
     }
-    std::thread::sleep(Duration::from_millis(1200));
+    // No flush is asked for. The writer counts a record written after its
+    // commit returned. Hang guard only.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.stats().written < n as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timer never committed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A brand-new connection sees every record while the store still runs:
     // what `kill -9` would leave behind.
     assert_eq!(count_rows(&dir.path().join("audit.db")), n);
     assert_eq!(store.queue_depth(), 0);
-    assert_eq!(store.stats().written, n as u64);
     // One more, alone: committed by the timer, not by a full batch.
     store.submit(record("single", now_ms()));
     std::thread::sleep(Duration::from_millis(1200));
@@ -1246,63 +1257,49 @@ fn pruning_some_records_keeps_chunks_the_rest_still_use() {
     );
 }
 
-/// (nice, scheduling policy) of this process's threads named `audit-writer`.
+/// (nice, scheduling policy) of `store`'s writer thread.
 #[cfg(target_os = "linux")]
-fn writer_scheduling() -> Vec<(i64, u32)> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != "audit-writer" {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        // After "pid (comm) " comes field 3 (state): nice is field 19, policy 41.
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        out.push((fields[16].parse().unwrap(), fields[38].parse().unwrap()));
-    }
-    out
+fn writer_scheduling(store: &AuditStore) -> (i64, u32) {
+    let tid = store
+        .shared_for_tests()
+        .writer_tid
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_ne!(tid, 0, "the writer has not started");
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    let close = stat.rfind(')').unwrap();
+    // After "pid (comm) " comes field 3 (state): nice is field 19, policy 41.
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    (fields[16].parse().unwrap(), fields[38].parse().unwrap())
 }
 
 #[cfg(target_os = "linux")]
-#[test]
-fn a_low_priority_writer_runs_at_nice_plus_ten_not_idle() {
-    const SCHED_IDLE: u32 = 5;
-    let dir = tempfile::tempdir().unwrap();
-    let store = AuditStore::open(AuditStoreConfig {
-        writer_priority: crate::audit::WriterPriority::Low,
-        ..config(&dir)
-    })
-    .unwrap();
-    store.flush().unwrap();
-    let own: i64 = rustix::process::getpriority_process(None).unwrap().into();
-    let values = writer_scheduling();
-    assert!(
-        values
-            .iter()
-            .any(|&(nice, policy)| policy != SCHED_IDLE && nice == (own + 10).min(19)),
-        "process nice {own}, writers (nice, policy) {values:?}"
-    );
-}
+const SCHED_IDLE: u32 = 5;
 
 #[cfg(target_os = "linux")]
 #[test]
-fn the_writer_thread_yields_to_the_proxy() {
-    const SCHED_IDLE: u32 = 5;
+fn by_default_the_writer_runs_at_nice_plus_ten_not_idle() {
     let dir = tempfile::tempdir().unwrap();
     let store = AuditStore::open(config(&dir)).unwrap();
     // A flush is answered from the writer's loop, after it lowered itself.
     store.flush().unwrap();
     let own: i64 = rustix::process::getpriority_process(None).unwrap().into();
-    let values = writer_scheduling();
-    assert!(
-        values
-            .iter()
-            .any(|&(nice, policy)| policy == SCHED_IDLE || nice == (own + 10).min(19)),
-        "process nice {own}, writers (nice, policy) {values:?}"
-    );
+    let (nice, policy) = writer_scheduling(&store);
+    assert_ne!(policy, SCHED_IDLE);
+    assert_eq!(nice, (own + 10).min(19), "process nice {own}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_writer_runs_in_the_idle_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(AuditStoreConfig {
+        writer_priority: crate::audit::WriterPriority::Idle,
+        ..config(&dir)
+    })
+    .unwrap();
+    store.flush().unwrap();
+    // Entering the idle class needs no privilege.
+    assert_eq!(writer_scheduling(&store).1, SCHED_IDLE);
 }
 
 // === the writer's prefix cache ===
@@ -1326,8 +1323,12 @@ fn prefix_cache_is_cleared_when_retention_deletes_its_chunks() {
     old.request_body = Some(old_body.into());
     store.submit(old);
     store.flush().unwrap();
-    assert!(scalar(&path, "SELECT count(*) FROM audit_chunks") > 5);
+    // The writer's own first retention run may already have deleted it (it
+    // starts when the writer does); either way it was chunked, cached, and
+    // then pruned.
+    assert_eq!(store.stats().written, 1);
     store.prune().unwrap();
+    assert_eq!(store.stats().pruned, 1);
     assert_eq!(scalar(&path, "SELECT count(*) FROM audit_chunks"), 0);
 
     let mut new = record("new", now_ms());

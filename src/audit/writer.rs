@@ -27,14 +27,17 @@
 //! entries are bounded ([`WriterSettings::max_staged`], oldest evicted and
 //! counted); the record of an evicted one says its body was not kept.
 //!
-//! The thread runs under `SCHED_IDLE` (nice +10 where that is refused): it
-//! gets the CPU only when the proxy's workers leave it idle, and a worker
-//! that wakes takes the core back at once. At nice +10 alone, Linux's EEVDF
-//! scheduler let a committing writer hold a pinned proxy's core for
-//! milliseconds (200 paced streams: +1 to +6 ms p99 jitter against ~0 with
-//! audit off). Under sustained saturation the writer falls behind, and the
-//! queue and then the spill absorb it (bodies shed, counted), never the
-//! requests.
+//! The thread runs at nice +10 by default ([`WriterPriority`](super::WriterPriority)):
+//! a fair share of a saturated CPU, so the one-second durability bound holds
+//! under load. Linux's EEVDF scheduler lets a running task finish its slice
+//! before a waking one preempts it, so a writer that ran for milliseconds on
+//! a pinned proxy's core delayed that proxy's events by as much; the writer
+//! therefore yields the CPU after every record it stores and after every
+//! prune step. `SCHED_IDLE` (opt-in) never takes a core from a worker, but on
+//! a CPU that other work saturates it gets almost nothing, and an
+//! unprivileged thread cannot leave that class again. Whatever the class,
+//! when the writer falls behind the queue and then the spill absorb it
+//! (bodies shed, counted), never the requests.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -131,6 +134,9 @@ pub(crate) struct Shared {
     pub(crate) staged_lost: AtomicU64,
     pub(crate) staged_evicted: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The writer thread's kernel id, once it runs (0 before; tests read its
+    /// scheduling from `/proc`).
+    pub(crate) writer_tid: std::sync::atomic::AtomicI32,
 }
 
 impl Shared {
@@ -323,6 +329,9 @@ fn write_batch_tx(
                 })
             };
         for item in batch {
+            // Give a worker that woke meanwhile its core back now, rather than
+            // when this thread's scheduler slice ends (see the module docs).
+            thread::yield_now();
             let r = match item {
                 Pending::Body { ticket, body, .. } => {
                     let stored = if body.len() <= threshold && body.len() <= inline_room {
@@ -476,6 +485,11 @@ impl Writer {
     /// The thread body. Returns when every sender is gone and everything
     /// was committed (or counted as dropped).
     pub(crate) fn run(mut self) {
+        #[cfg(target_os = "linux")]
+        self.shared.writer_tid.store(
+            rustix::thread::gettid().as_raw_nonzero().get(),
+            Ordering::Relaxed,
+        );
         super::priority::apply(self.settings.priority);
         if self.settings.retention_enabled() {
             self.prune = Some(PruneRun::default());
@@ -782,6 +796,7 @@ impl Writer {
         };
         let chunks_before = run.chunks_deleted;
         let result = prune_step(&self.conn, &self.settings, run, now_ms(), &pinned);
+        thread::yield_now();
         if result.is_err() || run.chunks_deleted != chunks_before {
             // The cache may name a chunk just deleted (whose id SQLite may
             // give to a new chunk); after a failed step, assume it does.
