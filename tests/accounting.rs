@@ -342,14 +342,7 @@ async fn five_hundred_concurrent_streams_add_up_exactly() {
         "the last 100 only"
     );
 
-    let prometheus = client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = gateway.get_text("/metrics").await;
     for (model, picos) in [
         ("claude-opus-4-5", opus_picos),
         ("claude-sonnet-4-5", sonnet_picos),

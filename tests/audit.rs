@@ -414,14 +414,7 @@ async fn two_thousand_requests_leave_two_thousand_records() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let prometheus = client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = gateway.get_text("/metrics").await;
     assert!(
         prometheus.contains("llm_gateway_audit_records_dropped_total 0"),
         "{prometheus}"
