@@ -80,7 +80,7 @@ impl Error {
 
     /// An upstream answered with a non-success status; keep its answer.
     pub fn upstream_status(response: UpstreamResponse) -> Self {
-        let message = format!("upstream answered {}", response.status);
+        let message = format!("upstream answered {}", status_text(response.status));
         Self {
             kind: ErrorKind::UpstreamStatus,
             message,
@@ -164,6 +164,16 @@ impl Error {
     }
 }
 
+/// A status as `529 overloaded` or `502 Bad Gateway`: the code and a reason phrase, with
+/// Anthropic's 529 named, and just the code for any status with no known phrase.
+pub fn status_text(status: StatusCode) -> String {
+    match (status.as_u16(), status.canonical_reason()) {
+        (529, _) => "529 overloaded".to_owned(),
+        (code, Some(reason)) => format!("{code} {reason}"),
+        (code, None) => code.to_string(),
+    }
+}
+
 /// HTTP 529, Anthropic's "overloaded".
 pub(crate) fn overloaded_status() -> StatusCode {
     StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
@@ -241,6 +251,13 @@ mod tests {
         }
         assert!(Error::new(ErrorKind::Connect, "x").is_retryable());
         assert!(!Error::new(ErrorKind::BadRequest, "x").is_retryable());
+    }
+
+    #[test]
+    fn statuses_are_named_without_placeholders() {
+        assert_eq!(upstream(529).message(), "upstream answered 529 overloaded");
+        assert_eq!(upstream(502).message(), "upstream answered 502 Bad Gateway");
+        assert_eq!(upstream(599).message(), "upstream answered 599");
     }
 
     #[test]

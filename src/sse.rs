@@ -33,6 +33,8 @@ pub struct SseDecoder {
     /// The current event's data is not wanted: do not copy it.
     skipping: bool,
     overflowed: bool,
+    /// Lines that are neither a comment nor a field SSE defines.
+    foreign_lines: u32,
 }
 
 impl SseDecoder {
@@ -44,6 +46,12 @@ impl SseDecoder {
     /// Whether a line exceeded [`MAX_LINE_BYTES`]; the decoder then stops decoding.
     pub fn overflowed(&self) -> bool {
         self.overflowed
+    }
+
+    /// Lines seen so far that are neither a comment nor an `event`, `data`, `id` or `retry`
+    /// field: a real SSE producer sends none, so they mean bytes that are not SSE.
+    pub fn foreign_lines(&self) -> u32 {
+        self.foreign_lines
     }
 
     /// Decode `chunk`, calling `on_event` for each complete event.
@@ -135,7 +143,8 @@ impl SseDecoder {
                 self.data.extend_from_slice(value);
                 self.data_lines += 1;
             }
-            _ => {}
+            b"id" | b"retry" => {}
+            _ => self.foreign_lines = self.foreign_lines.saturating_add(1),
         }
     }
 
@@ -222,6 +231,17 @@ mod tests {
                 (b"keep".to_vec(), b"small".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn lines_that_are_not_sse_are_counted() {
+        let mut decoder = SseDecoder::new();
+        decoder.feed(
+            b"id: 1\nretry: 5\n: note\ndata: 1\n\n\xff\xfe garbage\n<html>\n\n",
+            |_| true,
+            |_| {},
+        );
+        assert_eq!(decoder.foreign_lines(), 2);
     }
 
     #[test]

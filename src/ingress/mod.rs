@@ -188,7 +188,13 @@ pub fn endpoint_for(method: &Method, path: &str) -> Result<Endpoint, Error> {
         "/v1/messages" => (Endpoint::Messages, Method::POST),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, Method::POST),
         "/v1/models" => (Endpoint::Models, Method::GET),
-        p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => {
+        p if p.starts_with("/v1/models/") => {
+            if !is_model_id(&p["/v1/models/".len()..]) {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    "no such model: a model id is 1 to 256 letters, digits and `._:@-`, not only dots",
+                ));
+            }
             (Endpoint::Models, Method::GET)
         }
         _ => {
@@ -205,6 +211,19 @@ pub fn endpoint_for(method: &Method, path: &str) -> Result<Endpoint, Error> {
         ));
     }
     Ok(endpoint)
+}
+
+/// Longest model id `/v1/models/{id}` accepts.
+const MAX_MODEL_ID_BYTES: usize = 256;
+
+/// Whether `id` (as it came on the wire, still percent-encoded) is a model id: a short
+/// token of letters, digits and `._:@-`, never `.` or `..`, so it can name no other path.
+fn is_model_id(id: &str) -> bool {
+    (1..=MAX_MODEL_ID_BYTES).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
+        && id.bytes().any(|b| b != b'.')
 }
 
 fn bad_request(message: impl Into<String>) -> Error {
@@ -315,6 +334,39 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::BodyTooLarge);
         let exact = collect_body(framed(&["12", "345"]), None, 5).await.unwrap();
         assert_eq!(&exact[..], b"12345");
+    }
+
+    #[test]
+    fn model_ids_are_tokens_that_name_no_other_path() {
+        for id in [
+            "claude-sonnet-4-5",
+            "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "llama3:8b",
+            "claude@20250929",
+            "...a",
+        ] {
+            assert!(
+                endpoint_for(&Method::GET, &format!("/v1/models/{id}")).is_ok(),
+                "{id}"
+            );
+        }
+        let long = "a".repeat(MAX_MODEL_ID_BYTES + 1);
+        for id in [
+            "",
+            ".",
+            "..",
+            "...",
+            "../../admin/secrets",
+            "%2e%2e",
+            "..%2fadmin",
+            "..\\..\\admin",
+            "a/b",
+            "a?b",
+            long.as_str(),
+        ] {
+            let error = endpoint_for(&Method::GET, &format!("/v1/models/{id}")).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::NotFound, "{id}");
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! A provider that speaks Anthropic Messages: Anthropic itself, Azure AI Foundry's
 //! `/anthropic` endpoint, DeepSeek's `/anthropic` endpoint, Ollama ≥ 0.14.
 
+use super::answer::{check_success, foreign_encoding, is_event_stream, refuse_redirect, Expect};
+use super::checked_sse::CheckedSse;
 use super::headers::{forwardable_request_headers, returnable_response_headers, PROVIDER_HEADER};
 use super::upstream::{read_capped, send_error, ClockedBody, MAX_ERROR_BODY};
 use crate::body::Body;
 use crate::config::Secret;
-use crate::error::{Error, ErrorKind, UpstreamResponse};
+use crate::error::{anthropic_type_for_status, status_text, Error, ErrorKind, UpstreamResponse};
 use crate::ingress::rewrite_model;
 use crate::meta::{CrossProvider, RequestClock, RequestMeta, ServedBy, TargetModel};
 use bytes::Bytes;
@@ -103,7 +105,8 @@ impl Inner {
             }
         }
 
-        let url = self.url_for(&parts.uri);
+        let url = self.url_for(&parts.uri)?;
+        let expect = Expect::for_stream(meta.map(|m| m.stream));
         let mut headers = forwardable_request_headers(&parts.headers);
         headers.insert(
             header::ACCEPT_ENCODING,
@@ -149,35 +152,83 @@ impl Inner {
             .map_err(|e| send_error(&self.name, e))?;
 
         let status = upstream.status();
+        refuse_redirect(&self.name, status)?;
         let mut response: Response<reqwest::Body> = upstream.into();
+        // The client's connection keeps its own HTTP version, whatever the upstream spoke.
+        *response.version_mut() = http::Version::default();
         let mut returned = returnable_response_headers(response.headers());
         if let Ok(value) = HeaderValue::from_str(&self.name) {
             returned.insert(PROVIDER_HEADER, value);
         }
         if !status.is_success() {
+            let coding = foreign_encoding(response.headers());
             let body = read_capped(response.into_body(), MAX_ERROR_BODY).await;
+            let body = match coding {
+                Some(coding) => self.undecoded_error_body(status, &coding, &mut returned),
+                None => body,
+            };
             return Err(Error::upstream_status(UpstreamResponse {
                 status,
                 headers: returned,
                 body,
             }));
         }
+        check_success(&self.name, status, response.headers(), expect)?;
+        let checked = is_event_stream(response.headers());
         *response.headers_mut() = returned;
         response.extensions_mut().insert(ServedBy {
             provider: self.name.clone(),
             model,
         });
-        Ok(response.map(|body| match clock {
-            Some(clock) => Body::new(ClockedBody { inner: body, clock }),
-            None => Body::new(body),
+        let name = self.name.clone();
+        Ok(response.map(|body| match (clock, checked) {
+            (Some(clock), true) => Body::new(CheckedSse::new(ClockedBody { inner: body, clock }, name)),
+            (Some(clock), false) => Body::new(ClockedBody { inner: body, clock }),
+            (None, true) => Body::new(CheckedSse::new(body, name)),
+            (None, false) => Body::new(body),
         }))
     }
 
-    fn url_for(&self, uri: &http::Uri) -> String {
-        let base = self.base_url.as_str().trim_end_matches('/');
-        match uri.query() {
-            Some(query) => format!("{base}{}?{query}", uri.path()),
-            None => format!("{base}{}", uri.path()),
-        }
+    /// The upstream URL for a request path: the base URL's path, then the request's path
+    /// segments, each pushed as a segment (so no `..`, `%2e%2e` or `\` can climb out of
+    /// the base path), then the request's query.
+    fn url_for(&self, uri: &http::Uri) -> Result<url::Url, Error> {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("provider `{}` has a base URL that cannot take a path", self.name),
+                )
+            })?
+            .pop_if_empty()
+            .extend(uri.path().split('/').filter(|segment| !segment.is_empty()));
+        url.set_query(uri.query());
+        Ok(url)
+    }
+
+    /// An error answer in an encoding the gateway did not ask for cannot go to the client
+    /// as it came (the client may not decode it): an Anthropic-shaped body saying so.
+    fn undecoded_error_body(
+        &self,
+        status: http::StatusCode,
+        coding: &str,
+        headers: &mut http::HeaderMap,
+    ) -> Bytes {
+        headers.remove(header::CONTENT_ENCODING);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let message = format!(
+            "provider `{}` answered {} with a `{coding}`-encoded body, which the gateway does not decode",
+            self.name,
+            status_text(status)
+        );
+        let body = serde_json::json!({
+            "type": "error",
+            "error": {"type": anthropic_type_for_status(status), "message": message},
+        });
+        Bytes::from(body.to_string())
     }
 }

@@ -6,7 +6,9 @@
 //! statuses come back as an [`Error`](crate::Error) holding the upstream's own answer, so
 //! a fallback can decide on it and the edge can return it as it came.
 
+mod answer;
 mod anthropic;
+mod checked_sse;
 mod clean;
 mod headers;
 pub mod openai;
@@ -22,9 +24,12 @@ use crate::config::TimeoutsConfig;
 use std::time::Duration;
 
 /// The HTTP client providers share: no decompression (the gateway asks for identity and
-/// must see plain SSE), no total timeout (streams are long; the Timeout layer rules).
+/// must see plain SSE), no total timeout (streams are long; the Timeout layer rules), and
+/// no redirects (following one would resend the body and the provider key to wherever the
+/// `Location` points; a provider that answers 3xx has failed its attempt).
 pub fn http_client(timeouts: &TimeoutsConfig) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_millis(timeouts.connect_ms))
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))

@@ -13,6 +13,7 @@ pub mod translate;
 
 pub use body::TranslatedBody;
 
+use super::answer::{check_success, refuse_redirect, Expect};
 use super::headers::{returnable_response_headers, PROVIDER_HEADER};
 use super::upstream::{read_capped, send_error, ClockedBody, MAX_ERROR_BODY};
 use crate::body::Body;
@@ -40,7 +41,7 @@ pub struct OpenAiProvider {
 
 struct Inner {
     name: Arc<str>,
-    url: String,
+    url: url::Url,
     dialect: Dialect,
     api_key: Option<Secret>,
     default_model: Option<String>,
@@ -69,7 +70,6 @@ impl OpenAiProvider {
         api_key: Option<Secret>,
         client: reqwest::Client,
     ) -> Self {
-        let base = config.base_url.as_str().trim_end_matches('/');
         let (url, dialect) = match config.kind {
             ProviderKind::AzureOpenai => {
                 let deployment = config.deployment.as_deref().unwrap_or_default();
@@ -77,17 +77,25 @@ impl OpenAiProvider {
                     .api_version
                     .as_deref()
                     .unwrap_or(DEFAULT_AZURE_API_VERSION);
-                (
-                    format!("{base}/openai/deployments/{deployment}/chat/completions?api-version={version}"),
-                    Dialect::Azure,
-                )
+                let mut url = with_segments(
+                    &config.base_url,
+                    &["openai", "deployments", deployment, "chat", "completions"],
+                );
+                url.query_pairs_mut().append_pair("api-version", version);
+                (url, Dialect::Azure)
             }
             _ => {
-                let url = if base.ends_with("/v1") {
-                    format!("{base}/chat/completions")
+                let ends_in_v1 = config
+                    .base_url
+                    .path_segments()
+                    .and_then(|mut segments| segments.rfind(|s| !s.is_empty()))
+                    == Some("v1");
+                let path: &[&str] = if ends_in_v1 {
+                    &["chat", "completions"]
                 } else {
-                    format!("{base}/v1/chat/completions")
+                    &["v1", "chat", "completions"]
                 };
+                let url = with_segments(&config.base_url, path);
                 let host = config.base_url.host_str().unwrap_or_default();
                 let dialect = if host.contains("deepseek") {
                     Dialect::DeepSeek
@@ -163,7 +171,7 @@ impl Inner {
 
         let mut request = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT_ENCODING, "identity")
             .body(translated);
@@ -190,6 +198,17 @@ impl Inner {
             .await
             .map_err(|e| send_error(&self.name, e))?;
         let status = upstream.status();
+        refuse_redirect(&self.name, status)?;
+        if status.is_success() {
+            check_success(
+                &self.name,
+                status,
+                upstream.headers(),
+                Expect::for_stream(Some(stream)),
+            )?;
+        }
+        // An error body in an encoding the gateway did not ask for is not read as text.
+        let undecodable = super::answer::foreign_encoding(upstream.headers()).is_some();
         let mut returned = returnable_response_headers(upstream.headers());
         returned.remove(header::CONTENT_TYPE);
         returned.remove(header::CONTENT_ENCODING);
@@ -198,7 +217,11 @@ impl Inner {
         }
         let body: reqwest::Body = http::Response::from(upstream).into_body();
         if !status.is_success() {
-            let raw = read_capped(body, MAX_ERROR_BODY).await;
+            let raw = if undecodable {
+                Bytes::new()
+            } else {
+                read_capped(body, MAX_ERROR_BODY).await
+            };
             returned.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -229,6 +252,7 @@ impl Inner {
             Body::new(TranslatedBody::new(
                 body,
                 StreamTranslator::new(message_id, model),
+                self.name.clone(),
             ))
         } else {
             let raw = read_capped_body(body, MAX_ANSWER_BYTES).await?;
@@ -282,6 +306,16 @@ impl Inner {
         };
         build(StatusCode::OK, headers, Body::full(json), served)
     }
+}
+
+/// `base` with `segments` appended as path segments (each percent-encoded as one
+/// segment, so a deployment name cannot add path levels).
+fn with_segments(base: &url::Url, segments: &[&str]) -> url::Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: Body, served: ServedBy) -> Response<Body> {
