@@ -361,12 +361,12 @@ async fn the_store_file_holds_no_secret() {
 async fn two_thousand_requests_leave_two_thousand_records() {
     const N: usize = 2000;
     let upstream = MockUpstream::start().await;
-    for i in 0..N {
-        if i % 2 == 0 {
-            upstream.push(Reply::json(200, message_json(10, 2)));
-        } else {
-            upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
-        }
+    for _ in 0..N {
+        // Concurrent requests reach the mock in any order: answer each in its own kind.
+        upstream.push(Reply::by_stream(
+            Reply::sse_events(&fixture("text_basic.sse")),
+            Reply::json(200, message_json(10, 2)),
+        ));
     }
     let gateway = start_gateway(config_for(&upstream)).await;
     let client = client();

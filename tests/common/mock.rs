@@ -35,6 +35,14 @@ pub enum Reply {
     },
     /// Never answer; wait until the gateway closes the connection.
     Silent,
+    /// Write exactly these bytes (status line, headers, body: anything), then close.
+    Raw(Vec<u8>),
+    /// One of two answers, chosen by whether the request asked for a stream (its body
+    /// holds `"stream":true`), for tests whose concurrent requests arrive in any order.
+    ByStream {
+        stream: Box<Reply>,
+        whole: Box<Reply>,
+    },
 }
 
 impl Reply {
@@ -51,9 +59,30 @@ impl Reply {
             Reply::Full { headers, .. } | Reply::Streamed { headers, .. } => {
                 headers.push((name.into(), value.into()))
             }
-            Reply::Silent => {}
+            Reply::Silent | Reply::Raw(_) | Reply::ByStream { .. } => {}
         }
         self
+    }
+
+    /// `stream` for a request that asked for a stream, `whole` for one that did not.
+    pub fn by_stream(stream: Reply, whole: Reply) -> Self {
+        Reply::ByStream {
+            stream: Box::new(stream),
+            whole: Box::new(whole),
+        }
+    }
+
+    /// An HTTP/1.1 answer of exactly `head` (status line and headers, without the blank
+    /// line) and `body`, with its Content-Length, written as given.
+    pub fn raw(head: &str, body: &[u8]) -> Self {
+        let mut bytes = format!(
+            "{}\r\ncontent-length: {}\r\n\r\n",
+            head.trim_end(),
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        Reply::Raw(bytes)
     }
 
     /// An SSE answer: each step as scripted.
@@ -168,10 +197,20 @@ impl MockUpstream {
             let Some(request) = read_request(&mut socket, &mut buffer).await else {
                 return;
             };
+            let asked_stream = request
+                .body
+                .windows(b"\"stream\":true".len())
+                .any(|w| w == b"\"stream\":true");
             let reply = {
                 let mut state = self.state.lock().unwrap();
                 state.requests.push(request);
                 state.replies.pop_front()
+            };
+            let reply = match reply {
+                Some(Reply::ByStream { stream, whole }) => {
+                    Some(if asked_stream { *stream } else { *whole })
+                }
+                other => other,
             };
             let reply = reply.unwrap_or_else(|| {
                 Reply::json(500, r#"{"type":"error","error":{"type":"api_error","message":"mock has no scripted reply"}}"#)
@@ -202,6 +241,12 @@ impl MockUpstream {
                 self.wait_for_close(socket).await;
                 false
             }
+            Reply::Raw(bytes) => {
+                let _ = socket.write_all(&bytes).await;
+                let _ = socket.shutdown().await;
+                false
+            }
+            Reply::ByStream { .. } => unreachable!("resolved when the request arrived"),
             Reply::Streamed {
                 status,
                 headers,
@@ -265,6 +310,8 @@ impl MockUpstream {
 fn status_line(status: u16) -> String {
     let reason = match status {
         200 => "OK",
+        204 => "No Content",
+        307 => "Temporary Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
