@@ -88,6 +88,11 @@ impl GatewayBuilder {
     }
 
     /// Use this HTTP client for upstream requests instead of one built from the config.
+    ///
+    /// Build it with `redirect(reqwest::redirect::Policy::none())` and without automatic
+    /// decompression, as [`provider::http_client`](crate::provider::http_client) does: a
+    /// client that follows redirects resends the body and the provider key to wherever an
+    /// upstream's `Location` points. A 3xx that does reach a provider is a failed attempt.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
