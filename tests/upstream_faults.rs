@@ -294,15 +294,14 @@ async fn garbage_before_the_commit_point_falls_back() {
     let garbage: [&[u8]; 3] = [
         b"event: message_start\ndata: {\"type\":\"message_start\",\"mess\n\n",
         b"\xff\xfe\x00 not sse at all\n\n",
-        b"",
+        b"<html><body>502 Bad Gateway</body></html>\n\n",
     ];
     for bytes in garbage {
         let primary = MockUpstream::start().await;
         let backup = MockUpstream::start().await;
-        let mut steps = vec![Step::Send(events[0].clone().into_bytes())];
-        if !bytes.is_empty() {
-            steps.push(Step::Send(bytes.to_vec()));
-        }
+        // The garbage, then a whole valid stream: content follows, but too late.
+        let mut steps = vec![Step::Send(bytes.to_vec())];
+        steps.extend(events.iter().map(|e| Step::Send(e.clone().into_bytes())));
         primary.push(Reply::sse(steps));
         backup.push(Reply::sse_events(&fixture("text_basic.sse")));
         let gateway = start_gateway(primary_then_backup(&primary.url(), &backup.url())).await;
