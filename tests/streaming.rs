@@ -241,7 +241,8 @@ async fn malformed_sse_never_panics_and_the_gateway_keeps_serving() {
     // Garbage before the commit point is a failed attempt: a clean error, not the bytes.
     let response = gateway.post_messages(messages_body(true)).await;
     assert_eq!(response.status(), 502);
-    let error: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let error: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(error["type"], "error");
     assert!(
         error["error"]["message"]

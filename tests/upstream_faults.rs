@@ -239,7 +239,10 @@ async fn a_gzip_answer_is_refused_and_the_next_provider_serves_plain_sse() {
     let refused = attempts[0]["error"].as_str().unwrap();
     assert!(refused.contains("content-encoding `gzip`"), "{refused}");
     assert_eq!(record["outcome"], "complete");
-    assert_eq!(record["usage"]["input_tokens"], 11, "usage read from plain SSE");
+    assert_eq!(
+        record["usage"]["input_tokens"], 11,
+        "usage read from plain SSE"
+    );
     let body = record["response_body"].as_str().unwrap_or_default();
     assert!(!body.as_bytes().starts_with(&[0x1f, 0x8b]));
 }
@@ -382,7 +385,10 @@ fn openai_config(upstream: &MockUpstream) -> Config {
 async fn an_openai_kind_stream_with_garbage_ends_the_same_way() {
     let first = serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hello"},"finish_reason":null}]});
     let cases: [(&str, Vec<u8>); 3] = [
-        ("a chunk that is not JSON", b"data: {\"id\":\"c1\",\"obj\n\n".to_vec()),
+        (
+            "a chunk that is not JSON",
+            b"data: {\"id\":\"c1\",\"obj\n\n".to_vec(),
+        ),
         ("random bytes", b"\x8f\x00\xff<html>\n\n".to_vec()),
         ("an end without finish_reason", Vec::new()),
     ];
@@ -488,4 +494,55 @@ async fn a_529_attempt_error_names_overloaded() {
         record["attempts"][0]["error"],
         "upstream answered 529 overloaded"
     );
+}
+
+// === Usage from a broken upstream ===
+
+/// `text_basic.sse` with `input_tokens` in `message_start` replaced by `value`.
+fn stream_with_input_tokens(value: &str) -> String {
+    fixture("text_basic.sse").replacen(
+        "\"input_tokens\":11",
+        &format!("\"input_tokens\":{value}"),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn usage_that_is_not_a_count_is_counted_and_never_priced() {
+    let upstream = MockUpstream::start().await;
+    let values = ["18446744073709551615", "-5", "1e30", "2.5", "\"many\""];
+    for value in values {
+        upstream.push(Reply::sse_events(&stream_with_input_tokens(value)));
+    }
+    let gateway = start_gateway(config_for(&upstream)).await;
+    let mut ids = Vec::new();
+    for value in values {
+        let response = gateway.post_messages(messages_body(true)).await;
+        assert_eq!(response.status(), 200, "{value}");
+        ids.push(request_id(&response));
+        assert_eq!(
+            response.text().await.unwrap(),
+            stream_with_input_tokens(value),
+            "the answer itself passes unchanged"
+        );
+    }
+    for (id, value) in ids.iter().zip(values) {
+        let record = record_of(&gateway, id).await;
+        assert_eq!(record["cost_usd"], Value::Null, "{value}: {record}");
+        assert_eq!(record["usage"]["input_tokens"], Value::Null, "{value}");
+        assert_eq!(
+            record["usage"]["output_tokens"], 6,
+            "{value}: the rest reads"
+        );
+        assert_eq!(record["outcome"], "complete", "{value}");
+    }
+    let summary = gateway.get_json("/gateway/metrics").await;
+    assert_eq!(summary["summary"]["total_cost_usd_exact"], "0");
+    assert_eq!(summary["summary"]["unpriced_requests"], values.len());
+    let metrics = gateway.get_text("/metrics").await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("llm_gateway_usage_parse_failures_total{"))
+        .unwrap_or_else(|| panic!("no parse-failure counter in {metrics}"));
+    assert!(line.ends_with(&format!(" {}", values.len())), "{line}");
 }

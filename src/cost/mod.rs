@@ -5,7 +5,8 @@
 //! the observer prices it (integer pico-dollars, see [`pricing`](crate::pricing)) and
 //! hands a [`CostReport`] to the layer's [`OnCost`] hook and to any [`CostObservers`] an
 //! outer layer (metrics, audit) put on the request. A model the table does not know is
-//! reported with `cost: None` — never as zero.
+//! reported with `cost: None` — never as zero — and so is usage that could not be read
+//! whole (a count that is negative, fractional, huge or not a number).
 //!
 //! ```
 //! use llm_gateway::cost::{CostLayer, CostReport};
@@ -37,7 +38,8 @@ use tower::{Layer, Service};
 pub struct CostReport {
     /// What the attempt used.
     pub usage: UsageReport,
-    /// What it cost; `None` when the model has no price.
+    /// What it cost; `None` when the model has no price, or when part of the usage could
+    /// not be read (`usage.parse_failures > 0`): a broken count is never priced.
     pub cost: Option<Money>,
     /// The cost part by part, when priced.
     pub breakdown: Option<CostBreakdown>,
@@ -194,6 +196,7 @@ impl Pricer {
         let matched = usage
             .model
             .as_deref()
+            .filter(|_| usage.parse_failures == 0)
             .and_then(|model| self.table.lookup_match(Some(&usage.provider), model));
         let (cost, breakdown, priced_as) = match matched {
             Some(m) => {
@@ -231,5 +234,40 @@ impl<H: OnCost> OnUsage for CostObserver<H> {
             }
         }
         self.hook.on_cost(priced);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::{Outcome, Usage};
+
+    fn report(parse_failures: u32) -> UsageReport {
+        UsageReport {
+            request_id: "gw_1".into(),
+            provider: Arc::from("anthropic"),
+            model: Some("claude-sonnet-4-5".into()),
+            agent_type: None,
+            client: None,
+            stream: true,
+            usage: Usage {
+                input_tokens: Some(1_000),
+                output_tokens: Some(10),
+                ..Usage::default()
+            },
+            outcome: Outcome::Complete,
+            ttft: None,
+            duration: std::time::Duration::ZERO,
+            parse_failures,
+        }
+    }
+
+    #[test]
+    fn usage_that_could_not_be_read_whole_is_never_priced() {
+        let pricer = Pricer::new(PriceTable::builtin());
+        assert!(pricer.price(report(0)).cost.is_some());
+        let broken = pricer.price(report(1));
+        assert_eq!(broken.cost, None);
+        assert_eq!(broken.breakdown, None);
     }
 }

@@ -202,13 +202,13 @@ impl Series {
                 ("cache_read", tokens.cache_read),
             ] {
                 if count > 0 {
-                    self.tokens
-                        .get_or_create(&TokenLabels {
-                            provider: provider.clone(),
-                            model: model.clone(),
-                            kind,
-                        })
-                        .inc_by(count);
+                    let counter = self.tokens.get_or_create(&TokenLabels {
+                        provider: provider.clone(),
+                        model: model.clone(),
+                        kind,
+                    });
+                    // Held at u64::MAX rather than wrapped to a small number.
+                    counter.inc_by(count.min(u64::MAX - counter.get()));
                 }
             }
             let labels = ProviderLabels {

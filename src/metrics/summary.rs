@@ -45,9 +45,9 @@ pub(crate) fn usd(money: Money) -> Value {
 
 impl Summary {
     pub(crate) fn record(&mut self, request: FinishedRequest) {
-        self.total_requests += 1;
+        self.total_requests = self.total_requests.saturating_add(1);
         let latency_ms = request.latency.as_millis();
-        self.latency_ms_sum += latency_ms;
+        self.latency_ms_sum = self.latency_ms_sum.saturating_add(latency_ms);
         let mut input = 0u64;
         let mut output = 0u64;
         let mut request_cost: Option<Money> = None;
@@ -56,12 +56,15 @@ impl Summary {
         for report in &request.costs {
             let usage = &report.usage.usage;
             let tokens = BillableTokens::from_usage(usage);
-            input += tokens.input;
-            output += tokens.output;
-            self.input_tokens += tokens.input;
-            self.output_tokens += tokens.output;
-            self.cache_write_tokens += tokens.cache_write_total();
-            self.cache_read_tokens += tokens.cache_read;
+            // Saturating: a broken upstream's counts must not wrap the totals.
+            input = input.saturating_add(tokens.input);
+            output = output.saturating_add(tokens.output);
+            self.input_tokens = self.input_tokens.saturating_add(tokens.input);
+            self.output_tokens = self.output_tokens.saturating_add(tokens.output);
+            self.cache_write_tokens = self
+                .cache_write_tokens
+                .saturating_add(tokens.cache_write_total());
+            self.cache_read_tokens = self.cache_read_tokens.saturating_add(tokens.cache_read);
             let provider_name = report.usage.provider.to_string();
             let model_name = report
                 .usage
@@ -85,7 +88,7 @@ impl Summary {
                         .entry((provider_name.clone(), label))
                         .or_default() += cost;
                 }
-                None => self.unpriced_requests += 1,
+                None => self.unpriced_requests = self.unpriced_requests.saturating_add(1),
             }
             model = Some(model_name);
             provider = Some(provider_name);
@@ -139,5 +142,62 @@ impl Summary {
             "by_client": money_map(&self.by_client),
             "recent": self.recent.iter().cloned().collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::CostReport;
+    use crate::usage::{Outcome, Usage, UsageReport};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    fn huge_request() -> FinishedRequest {
+        let usage = UsageReport {
+            request_id: "gw_1".into(),
+            provider: Arc::from("anthropic"),
+            model: None,
+            agent_type: None,
+            client: None,
+            stream: false,
+            usage: Usage {
+                input_tokens: Some(u64::MAX),
+                output_tokens: Some(u64::MAX - 1),
+                ..Usage::default()
+            },
+            outcome: Outcome::Complete,
+            ttft: None,
+            duration: Duration::ZERO,
+            parse_failures: 0,
+        };
+        let report = CostReport {
+            usage,
+            cost: None,
+            breakdown: None,
+            priced_as: None,
+            price_table_version: Arc::from("v"),
+        };
+        FinishedRequest {
+            request_id: "gw_1".into(),
+            timestamp: SystemTime::UNIX_EPOCH,
+            status: 200,
+            provider: None,
+            costs: vec![report.clone(), report],
+            latency: Duration::ZERO,
+            overhead: None,
+            stream: false,
+        }
+    }
+
+    #[test]
+    fn token_totals_saturate_instead_of_wrapping() {
+        let mut summary = Summary::default();
+        summary.record(huge_request());
+        summary.record(huge_request());
+        let json = summary.to_json();
+        assert_eq!(json["summary"]["total_input_tokens"], u64::MAX);
+        assert_eq!(json["summary"]["total_output_tokens"], u64::MAX);
+        assert_eq!(json["recent"][0]["input_tokens"], u64::MAX);
     }
 }

@@ -182,7 +182,9 @@ impl Inner {
         });
         let name = self.name.clone();
         Ok(response.map(|body| match (clock, checked) {
-            (Some(clock), true) => Body::new(CheckedSse::new(ClockedBody { inner: body, clock }, name)),
+            (Some(clock), true) => {
+                Body::new(CheckedSse::new(ClockedBody { inner: body, clock }, name))
+            }
             (Some(clock), false) => Body::new(ClockedBody { inner: body, clock }),
             (None, true) => Body::new(CheckedSse::new(body, name)),
             (None, false) => Body::new(body),
@@ -198,7 +200,10 @@ impl Inner {
             .map_err(|()| {
                 Error::new(
                     ErrorKind::Internal,
-                    format!("provider `{}` has a base URL that cannot take a path", self.name),
+                    format!(
+                        "provider `{}` has a base URL that cannot take a path",
+                        self.name
+                    ),
                 )
             })?
             .pop_if_empty()

@@ -154,9 +154,8 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    type Chunks = StreamBody<
-        futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Error>>>,
-    >;
+    type Chunks =
+        StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Error>>>>;
 
     fn body(chunks: &[&'static [u8]]) -> CheckedSse<Chunks> {
         let frames: Vec<Result<Frame<Bytes>, Error>> = chunks
@@ -183,12 +182,19 @@ mod tests {
     }
 
     const START: &[u8] = b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n";
-    const DELTA: &[u8] = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n";
+    const DELTA: &[u8] =
+        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n";
     const STOP: &[u8] = b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
     #[tokio::test]
     async fn a_whole_stream_passes_unchanged() {
-        let (passed, error) = run(&[START, b"event: content_block_delta\ndata: {\"ty", b"pe\":1}\n\n", STOP]).await;
+        let (passed, error) = run(&[
+            START,
+            b"event: content_block_delta\ndata: {\"ty",
+            b"pe\":1}\n\n",
+            STOP,
+        ])
+        .await;
         assert_eq!(error, None);
         assert_eq!(passed.len(), 4);
         assert_eq!(passed[3], STOP);
@@ -196,7 +202,8 @@ mod tests {
 
     #[tokio::test]
     async fn data_that_is_not_json_ends_the_body_with_an_error() {
-        let (passed, error) = run(&[START, b"event: content_block_delta\ndata: {oops\n\n", STOP]).await;
+        let (passed, error) =
+            run(&[START, b"event: content_block_delta\ndata: {oops\n\n", STOP]).await;
         assert_eq!(passed, vec![Bytes::from_static(START)]);
         assert_eq!(
             error.as_deref(),

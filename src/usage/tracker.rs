@@ -28,20 +28,115 @@ enum Mode {
     Json(Vec<u8>),
 }
 
+/// The largest token count one answer can report and be believed: a thousand times the
+/// largest context window. A count above it (like 2^64 − 1) is a broken upstream, and is
+/// treated as unreadable rather than priced.
+pub const MAX_TOKENS_PER_ANSWER: u64 = 1_000_000_000;
+
+/// One usage field as the upstream sent it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Count {
+    /// Absent or `null`: says nothing, an earlier value stands.
+    #[default]
+    Absent,
+    /// A whole number of tokens within [`MAX_TOKENS_PER_ANSWER`].
+    Tokens(u64),
+    /// Present but not a count: negative, fractional, huge, a string, an object.
+    Unreadable,
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
+struct CountVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CountVisitor {
+    type Value = Count;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a token count")
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Count, E> {
+        Ok(if n <= MAX_TOKENS_PER_ANSWER {
+            Count::Tokens(n)
+        } else {
+            Count::Unreadable
+        })
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Count, E> {
+        Ok(match u64::try_from(n) {
+            Ok(n) if n <= MAX_TOKENS_PER_ANSWER => Count::Tokens(n),
+            _ => Count::Unreadable,
+        })
+    }
+
+    fn visit_u128<E>(self, _: u128) -> Result<Count, E> {
+        Ok(Count::Unreadable)
+    }
+
+    fn visit_i128<E>(self, _: i128) -> Result<Count, E> {
+        Ok(Count::Unreadable)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Count, E> {
+        Ok(Count::Unreadable)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+        Ok(Count::Unreadable)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+        Ok(Count::Unreadable)
+    }
+
+    fn visit_unit<E>(self) -> Result<Count, E> {
+        Ok(Count::Absent)
+    }
+
+    fn visit_none<E>(self) -> Result<Count, E> {
+        Ok(Count::Absent)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Count::Unreadable)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Count::Unreadable)
+    }
+}
+
 // Wire shapes: only the fields the tap reads; everything else is skipped by serde.
 #[derive(Deserialize)]
 struct WireUsage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens: Count,
+    #[serde(default)]
+    output_tokens: Count,
+    #[serde(default)]
+    cache_creation_input_tokens: Count,
+    #[serde(default)]
+    cache_read_input_tokens: Count,
     cache_creation: Option<WireCacheCreation>,
 }
 
 #[derive(Deserialize)]
 struct WireCacheCreation {
-    ephemeral_5m_input_tokens: Option<u64>,
-    ephemeral_1h_input_tokens: Option<u64>,
+    #[serde(default)]
+    ephemeral_5m_input_tokens: Count,
+    #[serde(default)]
+    ephemeral_1h_input_tokens: Count,
 }
 
 #[derive(Deserialize)]
@@ -111,7 +206,7 @@ impl UsageTracker {
                 };
                 decoder.feed(bytes, wants_event, |event| state.on_event(event));
                 if decoder.overflowed() && !was_overflowed {
-                    self.parse_failures += 1;
+                    self.parse_failures = self.parse_failures.saturating_add(1);
                 }
             }
             Mode::Json(buffer) => {
@@ -124,7 +219,7 @@ impl UsageTracker {
                     // Too large to hold: give up on it once, and count that.
                     *buffer = Vec::new();
                     self.json_too_large = true;
-                    self.parse_failures += 1;
+                    self.parse_failures = self.parse_failures.saturating_add(1);
                 }
             }
         }
@@ -140,14 +235,16 @@ impl UsageTracker {
             match serde_json::from_slice::<WireMessage>(&body) {
                 Ok(message) => {
                     if let Some(usage) = message.usage {
-                        replace_present(&mut self.usage, usage);
+                        self.parse_failures = self
+                            .parse_failures
+                            .saturating_add(replace_present(&mut self.usage, usage));
                     } else {
-                        self.parse_failures += 1;
+                        self.parse_failures = self.parse_failures.saturating_add(1);
                     }
                     self.model = message.model;
                     self.saw_stop = true;
                 }
-                Err(_) => self.parse_failures += 1,
+                Err(_) => self.parse_failures = self.parse_failures.saturating_add(1),
             }
         }
     }
@@ -211,16 +308,22 @@ impl EventState<'_> {
                 Ok(start) => {
                     *self.model = start.message.model;
                     match start.message.usage {
-                        Some(usage) => replace_present(self.usage, usage),
-                        None => *self.parse_failures += 1,
+                        Some(usage) => {
+                            *self.parse_failures = (*self.parse_failures)
+                                .saturating_add(replace_present(self.usage, usage))
+                        }
+                        None => *self.parse_failures = (*self.parse_failures).saturating_add(1),
                     }
                 }
-                Err(_) => *self.parse_failures += 1,
+                Err(_) => *self.parse_failures = (*self.parse_failures).saturating_add(1),
             },
             b"message_delta" => match serde_json::from_slice::<MessageDelta>(event.data) {
-                Ok(MessageDelta { usage: Some(usage) }) => replace_present(self.usage, usage),
+                Ok(MessageDelta { usage: Some(usage) }) => {
+                    *self.parse_failures =
+                        (*self.parse_failures).saturating_add(replace_present(self.usage, usage));
+                }
                 Ok(MessageDelta { usage: None }) => {}
-                Err(_) => *self.parse_failures += 1,
+                Err(_) => *self.parse_failures = (*self.parse_failures).saturating_add(1),
             },
             b"message_stop" => {
                 *self.saw_stop = true;
@@ -235,14 +338,16 @@ impl EventState<'_> {
     }
 }
 
-/// SPEC §8: a later usage object replaces the fields it carries; absent or null fields
-/// keep what an earlier one said. Never add.
-fn replace_present(usage: &mut Usage, wire: WireUsage) {
-    fn set(slot: &mut Option<u64>, value: Option<u64>) {
-        if value.is_some() {
-            *slot = value;
-        }
-    }
+/// A later usage object replaces the fields it carries; absent or null fields keep what
+/// an earlier one said. Never add. An unreadable field keeps the earlier value too, and
+/// is counted: the number of unreadable fields is returned.
+fn replace_present(usage: &mut Usage, wire: WireUsage) -> u32 {
+    let mut unreadable = 0;
+    let mut set = |slot: &mut Option<u64>, value: Count| match value {
+        Count::Absent => {}
+        Count::Tokens(n) => *slot = Some(n),
+        Count::Unreadable => unreadable += 1,
+    };
     set(&mut usage.input_tokens, wire.input_tokens);
     set(&mut usage.output_tokens, wire.output_tokens);
     set(
@@ -263,6 +368,7 @@ fn replace_present(usage: &mut Usage, wire: WireUsage) {
             split.ephemeral_1h_input_tokens,
         );
     }
+    unreadable
 }
 
 #[cfg(test)]
@@ -313,6 +419,44 @@ mod tests {
         tracker.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":\"many\"}}}\n\n");
         assert_eq!(tracker.parse_failures(), 1);
         assert_eq!(tracker.usage().input_tokens, None);
+    }
+
+    #[test]
+    fn counts_that_are_not_counts_are_unreadable_and_the_rest_still_reads() {
+        for bad in [
+            "-5",
+            "1.5",
+            "1e30",
+            "18446744073709551615",
+            "100000000000000000000",
+            "\"12\"",
+            "true",
+            "[1]",
+            "{\"n\":1}",
+        ] {
+            let mut tracker = UsageTracker::sse();
+            let event = format!(
+                "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"model\":\"m\",\"usage\":{{\"input_tokens\":{bad},\"output_tokens\":3}}}}}}\n\n"
+            );
+            tracker.feed(event.as_bytes());
+            assert_eq!(tracker.parse_failures(), 1, "{bad}");
+            assert_eq!(tracker.usage().input_tokens, None, "{bad}");
+            assert_eq!(tracker.usage().output_tokens, Some(3), "{bad}");
+            assert_eq!(tracker.served_model(), Some("m"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_later_value_keeps_the_earlier_one() {
+        let mut tracker = UsageTracker::sse();
+        tracker.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":-1}}\n\n");
+        assert_eq!(tracker.usage().output_tokens, Some(1));
+        assert_eq!(tracker.parse_failures(), 1);
+        let mut json = UsageTracker::json();
+        json.feed(br#"{"model":"m","usage":{"input_tokens":1e30,"output_tokens":2}}"#);
+        json.finish();
+        assert_eq!(json.parse_failures(), 1);
+        assert_eq!(json.usage().output_tokens, Some(2));
     }
 
     #[test]
