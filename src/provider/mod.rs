@@ -5,6 +5,17 @@
 //! as `Ok(Response)` carrying a [`ServedBy`](crate::ServedBy) extension; non-success
 //! statuses come back as an [`Error`](crate::Error) holding the upstream's own answer, so
 //! a fallback can decide on it and the edge can return it as it came.
+//!
+//! A provider never follows a redirect, and an answer it cannot pass on honestly is a
+//! failed attempt ([`ErrorKind::UpstreamProtocol`](crate::ErrorKind::UpstreamProtocol),
+//! retryable): a 3xx, a 204, a `content-encoding` other than identity (the gateway asks
+//! for identity and does not decode), or a media type other than the one asked for
+//! (`text/event-stream` for a stream, `application/json` otherwise). Upstream URLs are
+//! built by path segments from the base URL, so a request path can never climb out of
+//! its path. An Anthropic event stream is checked as it passes (each event's data is
+//! JSON, no foreign bytes, an end at `message_stop` or an in-band `error`); an OpenAI
+//! stream is checked the same way by its translator. A broken stream ends its body with
+//! an error: a failed attempt before the commit point, one `event: error` after it.
 
 mod answer;
 mod anthropic;
