@@ -546,3 +546,37 @@ async fn usage_that_is_not_a_count_is_counted_and_never_priced() {
         .unwrap_or_else(|| panic!("no parse-failure counter in {metrics}"));
     assert!(line.ends_with(&format!(" {}", values.len())), "{line}");
 }
+
+#[tokio::test]
+async fn openai_kind_usage_that_is_not_a_count_is_never_priced() {
+    let upstream = MockUpstream::start().await;
+    let answer = |prompt_tokens: Value| {
+        openai_stream(&[
+            serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}),
+            serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}),
+            serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":prompt_tokens,"completion_tokens":2}}),
+        ])
+    };
+    upstream.push(Reply::sse_events(&answer(serde_json::json!(12))));
+    upstream.push(Reply::sse_events(&answer(serde_json::json!(-5))));
+    upstream.push(Reply::sse_events(&answer(serde_json::json!("12"))));
+    let gateway = start_gateway(openai_config(&upstream)).await;
+    let mut records = Vec::new();
+    for _ in 0..3 {
+        let response = gateway.post_messages(messages_body(true)).await;
+        assert_eq!(response.status(), 200);
+        let id = request_id(&response);
+        let _ = response.text().await.unwrap();
+        records.push(record_of(&gateway, &id).await);
+    }
+    let reports = gateway.wait_reports(3).await;
+    assert_eq!(records[0]["usage"]["input_tokens"], 12, "{}", records[0]);
+    assert_eq!(reports[0].parse_failures, 0);
+    for (record, report) in records[1..].iter().zip(&reports[1..]) {
+        // The translated `message_start` said 0 before the unreadable count arrived; the
+        // count is refused (counted), so the answer is not priced.
+        assert_eq!(record["cost_usd"], Value::Null, "{record}");
+        assert_eq!(record["usage"]["output_tokens"], 2);
+        assert!(report.parse_failures > 0, "counted: {report:?}");
+    }
+}

@@ -27,20 +27,31 @@ impl Usage {
     /// * `input_tokens` = `prompt_tokens` − cached − cache-write, clamped at 0;
     /// * `output_tokens` = `completion_tokens`.
     ///
-    /// Missing or non-numeric fields count as 0.
+    /// Missing or null fields count as 0. A field that is present but no count (negative,
+    /// a string, an object) is held at `u64::MAX`, like a float too large for a count: the
+    /// usage tap refuses such a count as unreadable (counted, never priced) instead of
+    /// reading a silent 0.
     pub fn from_openai(usage: &Value) -> Self {
-        let prompt = count_of(usage, "prompt_tokens").unwrap_or(0);
+        let prompt = count_or_saturated(usage, "prompt_tokens");
         let details = usage.get("prompt_tokens_details");
-        let detail = |key: &str| details.and_then(|d| count_of(d, key)).unwrap_or(0);
+        let detail = |key: &str| details.map_or(0, |d| count_or_saturated(d, key));
         let cached =
-            detail("cached_tokens").max(count_of(usage, "prompt_cache_hit_tokens").unwrap_or(0));
+            detail("cached_tokens").max(count_or_saturated(usage, "prompt_cache_hit_tokens"));
         let written = detail("cache_write_tokens");
         Usage {
             input_tokens: prompt.saturating_sub(cached).saturating_sub(written),
             cache_creation_input_tokens: written,
             cache_read_input_tokens: cached,
-            output_tokens: count_of(usage, "completion_tokens").unwrap_or(0),
+            output_tokens: count_or_saturated(usage, "completion_tokens"),
         }
+    }
+}
+
+/// `v[key]` as a count: 0 when absent or null, `u64::MAX` when present but no count.
+fn count_or_saturated(v: &Value, key: &str) -> u64 {
+    match v.get(key) {
+        None | Some(Value::Null) => 0,
+        Some(_) => count_of(v, key).unwrap_or(u64::MAX),
     }
 }
 
@@ -100,6 +111,22 @@ mod tests {
         assert_eq!(u.input_tokens, 0);
         assert_eq!(u.cache_read_input_tokens, 9);
         assert_eq!(Usage::from_openai(&json!(null)), Usage::default());
+    }
+
+    #[test]
+    fn a_value_that_is_no_count_is_held_at_the_maximum_not_read_as_zero() {
+        let u = Usage::from_openai(&json!({
+            "prompt_tokens": -5, "completion_tokens": "many",
+            "prompt_tokens_details": {"cached_tokens": null}
+        }));
+        assert_eq!(u.input_tokens, u64::MAX);
+        assert_eq!(u.output_tokens, u64::MAX);
+        assert_eq!(u.cache_read_input_tokens, 0, "null says nothing");
+        let cached = Usage::from_openai(&json!({
+            "prompt_tokens": 10, "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": [1]}
+        }));
+        assert_eq!(cached.cache_read_input_tokens, u64::MAX);
     }
 
     #[test]
