@@ -267,6 +267,27 @@ async fn a_gzip_answer_from_the_only_provider_is_a_clean_error() {
     assert!(message.contains("gzip"), "{message}");
 }
 
+#[tokio::test]
+async fn a_gzip_error_answer_reaches_the_client_decodable() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::Full {
+        status: 400,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("content-encoding".into(), "gzip".into()),
+        ],
+        body: gzip_stored(
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#,
+        ),
+    });
+    let gateway = start_gateway(config_for(&upstream)).await;
+    let response = gateway.post_messages(messages_body(false)).await;
+    assert_eq!(response.status(), 400, "the upstream's status stands");
+    assert!(response.headers().get("content-encoding").is_none());
+    let message = error_message(response).await;
+    assert!(message.contains("gzip"), "{message}");
+}
+
 // === Garbage ===
 
 #[tokio::test]

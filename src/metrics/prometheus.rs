@@ -86,13 +86,13 @@ impl Series {
         let unpriced = Family::<ProviderLabels, Counter>::default();
         registry.register(
             "unpriced_requests",
-            "Answers whose model has no price (cost recorded as null)",
+            "Answers not priced, cost recorded as null: the model has no price, or the usage could not be read",
             unpriced.clone(),
         );
         let parse_failures = Family::<ProviderLabels, Counter>::default();
         registry.register(
             "usage_parse_failures",
-            "Usage-bearing events or bodies that could not be read",
+            "Usage-bearing events, bodies or token counts (negative, fractional, huge, not a number) that could not be read",
             parse_failures.clone(),
         );
         let outcomes = Family::<OutcomeLabels, Counter>::default();

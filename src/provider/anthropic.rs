@@ -237,3 +237,47 @@ impl Inner {
         Bytes::from(body.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(base: &str) -> AnthropicProvider {
+        AnthropicProvider::new("a", base.parse().unwrap(), None, reqwest::Client::new())
+    }
+
+    fn url(base: &str, path: &str) -> String {
+        let uri: http::Uri = path.parse().unwrap();
+        provider(base).inner.url_for(&uri).unwrap().to_string()
+    }
+
+    #[test]
+    fn upstream_urls_stay_under_the_base_path() {
+        let base = "http://up.test/anthropic/";
+        assert_eq!(
+            url(base, "/v1/messages?beta=true"),
+            "http://up.test/anthropic/v1/messages?beta=true"
+        );
+        assert_eq!(
+            url("http://up.test", "/v1/models/claude-x"),
+            "http://up.test/v1/models/claude-x"
+        );
+        for path in [
+            "/v1/models/../../../admin",
+            "/v1/models/%2e%2e/%2e%2e/%2e%2e/admin",
+            "/v1/models/..%2f..%2fadmin",
+        ] {
+            let built = url(base, path);
+            assert!(
+                built.starts_with("http://up.test/anthropic/v1/models/"),
+                "{path} → {built}"
+            );
+            let reparsed: url::Url = built.parse().unwrap();
+            assert_eq!(
+                reparsed.as_str(),
+                built,
+                "{path}: no segment resolves on reparse"
+            );
+        }
+    }
+}

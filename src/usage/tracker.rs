@@ -259,7 +259,7 @@ impl UsageTracker {
         self.model.as_deref()
     }
 
-    /// Usage-bearing events or bodies that could not be read.
+    /// Usage-bearing events or bodies, and token counts, that could not be read.
     pub fn parse_failures(&self) -> u32 {
         self.parse_failures
     }
