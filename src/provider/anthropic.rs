@@ -161,11 +161,9 @@ impl Inner {
             returned.insert(PROVIDER_HEADER, value);
         }
         if !status.is_success() {
-            let coding = foreign_encoding(response.headers());
-            let body = read_capped(response.into_body(), MAX_ERROR_BODY).await;
-            let body = match coding {
+            let body = match foreign_encoding(response.headers()) {
                 Some(coding) => self.undecoded_error_body(status, &coding, &mut returned),
-                None => body,
+                None => read_capped(response.into_body(), MAX_ERROR_BODY).await,
             };
             return Err(Error::upstream_status(UpstreamResponse {
                 status,

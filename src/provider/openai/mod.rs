@@ -218,7 +218,9 @@ impl Inner {
         let body: reqwest::Body = http::Response::from(upstream).into_body();
         if !status.is_success() {
             let raw = if undecodable {
-                Bytes::new()
+                Bytes::from_static(
+                    b"the error body was content-encoded, which the gateway does not decode",
+                )
             } else {
                 read_capped(body, MAX_ERROR_BODY).await
             };
