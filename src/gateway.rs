@@ -132,7 +132,8 @@ impl GatewayBuilder {
         metrics.watch_health(health.clone(), config.providers.keys().cloned().collect());
         let fallback = FallbackLayer::new(DefaultFallbackPolicy::default())
             .with_health(health.clone())
-            .on_fallback(metrics.clone());
+            .on_fallback(metrics.clone())
+            .max_hold(Duration::from_millis(config.fallback.max_hold_ms));
 
         let options = AuditOptions {
             log_request_bodies: config.audit.log_request_bodies,

@@ -91,6 +91,6 @@ pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use meta::{
-    AnswerHead, AttemptLog, AttemptRecord, AttemptTarget, CrossProvider, Endpoint, RequestClock,
-    RequestMeta, ServedBy, TargetModel,
+    AnswerHead, AttemptLog, AttemptRecord, AttemptTarget, AttemptsEnd, CrossProvider, Endpoint,
+    RequestClock, RequestMeta, ServedBy, TargetModel,
 };
