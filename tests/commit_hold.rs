@@ -189,7 +189,10 @@ async fn a_failure_after_the_hold_falls_back_and_the_client_sees_only_the_backup
         assert_eq!(response.status(), 200, "{failure}");
         let id = request_id(&response);
         let first = read_keepalive(&mut response).await;
-        assert!(backup.requests().is_empty(), "{failure}: primary still holds");
+        assert!(
+            backup.requests().is_empty(),
+            "{failure}: primary still holds"
+        );
         release.send(()).unwrap();
         let text = first + &read_rest(response).await;
 
@@ -333,7 +336,10 @@ async fn an_attempt_running_when_the_client_leaves_before_any_byte_is_recorded()
     );
     let deadline = tokio::time::Instant::now() + HANG_GUARD;
     while upstream.requests().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "request went upstream");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "request went upstream"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     request.abort();

@@ -42,6 +42,8 @@ pub(super) struct HoldBody<S: Service<Request<Bytes>>, P> {
     log: Option<AttemptLog>,
 }
 
+// The body is boxed as a whole (`Body::new`), once per held stream.
+#[allow(clippy::large_enum_variant)]
 enum State<S: Service<Request<Bytes>>, P> {
     Holding(Run<S, P>),
     Committed(PeekBody),

@@ -81,11 +81,7 @@ impl Peek {
             &data,
             |name| name == b"error",
             |event| match event.event {
-                b"content_block_delta" | b"message_stop" => {
-                    if error.is_none() {
-                        content = true;
-                    }
-                }
+                b"content_block_delta" | b"message_stop" if error.is_none() => content = true,
                 b"error" => error = Some(Bytes::copy_from_slice(event.data)),
                 _ => {}
             },

@@ -58,6 +58,9 @@ pub(super) enum Ended {
 }
 
 /// Where the current attempt stands.
+// The run lives in the boxed response future (or the boxed hold body): boxing the
+// large variant too would cost one more allocation per attempt for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Stage<F> {
     /// Pick and call the attempt at `index`.
     Next,
