@@ -129,6 +129,12 @@ impl RequestClock {
             .store(self.now_ns(), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// A frame the gateway made itself (a keepalive comment, an error event) is about to
+    /// go out: its hand-off counts from now, not from the last upstream chunk.
+    pub fn mark_local_frame(&self) {
+        self.mark_chunk();
+    }
+
     /// Time from the request being read to the upstream request being sent, if it was.
     pub fn time_to_send(&self) -> Option<std::time::Duration> {
         let read = self.read_ns.load(std::sync::atomic::Ordering::Relaxed);

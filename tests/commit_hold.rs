@@ -54,8 +54,13 @@ async fn post_stream(gateway: &TestGateway) -> reqwest::Response {
 
 /// Read until the body holds a whole keepalive comment; returns what was read.
 async fn read_keepalive(response: &mut reqwest::Response) -> String {
+    read_keepalives(response, 1).await
+}
+
+/// Read until the body holds `n` whole keepalive comments; returns what was read.
+async fn read_keepalives(response: &mut reqwest::Response, n: usize) -> String {
     let mut seen = String::new();
-    while !seen.contains(KEEPALIVE) {
+    while seen.matches(KEEPALIVE).count() < n {
         let chunk = tokio::time::timeout(HANG_GUARD, response.chunk())
             .await
             .expect("a keepalive arrives")
@@ -128,9 +133,9 @@ async fn a_long_prefill_gets_the_head_and_keepalives_then_the_events() {
     );
     assert_eq!(response.headers()["cache-control"], "no-cache");
     let id = request_id(&response);
-    // The keepalive comes while the upstream is still held back: only comments so far,
+    // Keepalives come while the upstream is still held back: only comments so far,
     // not one of the held events.
-    let first = read_keepalive(&mut response).await;
+    let first = read_keepalives(&mut response, 2).await;
     assert!(
         first.split_inclusive("\n\n").all(|part| part == KEEPALIVE),
         "{first:?}"
@@ -144,6 +149,22 @@ async fn a_long_prefill_gets_the_head_and_keepalives_then_the_events() {
         sdk_events(&text).await,
         sdk_events(&fixture("text_basic.sse")).await,
         "the SDK parser skips the comments"
+    );
+
+    // A keepalive is made by the gateway on the spot: the time it waited for upstream
+    // is not overhead the gateway added (two of them came a hold or more after the
+    // last upstream chunk).
+    let prometheus = gateway.get_text("/metrics").await;
+    let overhead: f64 = prometheus
+        .lines()
+        .find_map(|l| l.strip_prefix("llm_gateway_overhead_seconds_sum "))
+        .expect("overhead is measured")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        overhead < MAX_HOLD_MS as f64 / 1000.0,
+        "overhead {overhead} s counts the keepalives' wait"
     );
 
     let records = gateway.wait_audit(&format!("request_id={id}"), 1).await;

@@ -6,12 +6,13 @@ use super::peek::PeekBody;
 use super::run::{Ended, Run};
 use super::FallbackPolicy;
 use crate::error::Error;
-use crate::meta::{AttemptLog, AttemptsEnd};
+use crate::meta::{AttemptLog, AttemptsEnd, RequestClock};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -40,6 +41,8 @@ pub(super) struct HoldBody<S: Service<Request<Bytes>>, P> {
     keepalive: Pin<Box<Sleep>>,
     gap: Duration,
     log: Option<AttemptLog>,
+    /// The metrics clock: frames made here are not upstream chunks waiting to go out.
+    clock: Option<Arc<RequestClock>>,
 }
 
 // The body is boxed as a whole (`Body::new`), once per held stream.
@@ -57,13 +60,26 @@ where
     P: FallbackPolicy,
 {
     /// Hold `run`, sending a keepalive at once and then every `gap`.
-    pub(super) fn new(run: Run<S, P>, gap: Duration, log: Option<AttemptLog>) -> Self {
+    pub(super) fn new(
+        run: Run<S, P>,
+        gap: Duration,
+        log: Option<AttemptLog>,
+        clock: Option<Arc<RequestClock>>,
+    ) -> Self {
         Self {
             state: State::Holding(run),
             keepalive: Box::pin(tokio::time::sleep_until(Instant::now())),
             gap,
             log,
+            clock,
         }
+    }
+
+    fn local_frame(&self, bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if let Some(clock) = &self.clock {
+            clock.mark_local_frame();
+        }
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
     }
 }
 
@@ -95,13 +111,13 @@ where
                                 message: error.message().to_owned(),
                             });
                         }
-                        return Poll::Ready(Some(Ok(Frame::data(error_event(&error)))));
+                        return this.local_frame(error_event(&error));
                     }
                     Poll::Pending => {
                         ready!(this.keepalive.as_mut().poll(cx));
                         let next = Instant::now() + this.gap;
                         this.keepalive.as_mut().reset(next);
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(KEEPALIVE)))));
+                        return this.local_frame(Bytes::from_static(KEEPALIVE));
                     }
                 },
                 State::Committed(body) => return Pin::new(body).poll_frame(cx),

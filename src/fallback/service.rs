@@ -4,7 +4,7 @@ use super::run::{Ended, Run, Shared};
 use super::{FallbackPolicy, OnFallback, ProviderHealth};
 use crate::body::Body;
 use crate::error::Error;
-use crate::meta::AttemptLog;
+use crate::meta::{AttemptLog, RequestClock};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
@@ -72,12 +72,14 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         let log = request.extensions().get::<AttemptLog>().cloned();
+        let clock = request.extensions().get::<Arc<RequestClock>>().cloned();
         Box::pin(FallbackFuture {
             hold_until: std::time::Instant::now() + self.shared.max_hold,
             gap: keepalive_gap(self.shared.max_hold),
             run: Some(Run::new(self.shared.clone(), ready, request)),
             hold: None,
             log,
+            clock,
         })
     }
 }
@@ -93,6 +95,7 @@ struct FallbackFuture<S: Service<Request<Bytes>>, P> {
     hold: Option<Pin<Box<Sleep>>>,
     gap: Duration,
     log: Option<AttemptLog>,
+    clock: Option<Arc<RequestClock>>,
 }
 
 impl<S, P, ResB> Future for FallbackFuture<S, P>
@@ -132,7 +135,7 @@ where
         tracing::debug!(
             "no content yet: sending the head and keepalives, still holding the events"
         );
-        let body = HoldBody::new(run, this.gap, this.log.take());
+        let body = HoldBody::new(run, this.gap, this.log.take(), this.clock.take());
         Poll::Ready(Ok(head.map(|()| PeekBody::passthrough(Body::new(body)))))
     }
 }
