@@ -53,6 +53,9 @@ pub struct Config {
     /// Per-model price overrides, USD per million tokens (exact decimals).
     #[serde(default)]
     pub pricing: BTreeMap<String, crate::pricing::ModelPrice>,
+    /// How fallback holds a stream before its first content event.
+    #[serde(default)]
+    pub fallback: FallbackConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -261,6 +264,26 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[fallback]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackConfig {
+    /// Longest time, in milliseconds from sending the request upstream, that a stream is
+    /// held with no byte to the client while no content has arrived (default 10000).
+    /// After it the client gets the `200` head and an SSE `: keepalive` comment every
+    /// few seconds, while a failure before content still moves invisibly to the next
+    /// provider; when every attempt fails, the stream ends with one `event: error`.
+    pub max_hold_ms: u64,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        Self {
+            max_hold_ms: 10_000,
+        }
+    }
+}
+
 /// Where a secret comes from: `env:NAME`, `credential:NAME`, or the literal value.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "String")]
@@ -371,6 +394,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
             pricing: BTreeMap::new(),
+            fallback: FallbackConfig::default(),
         }
     }
 }
@@ -482,6 +506,9 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::at(key, "must be positive"));
             }
+        }
+        if self.fallback.max_hold_ms == 0 {
+            return Err(ConfigError::at("fallback.max_hold_ms", "must be positive"));
         }
         Ok(())
     }
@@ -611,6 +638,17 @@ cache_read = 0.30
         assert!(err.to_string().contains("listen_port"), "{err}");
         let err = Config::from_toml_str("[timeouts]\nfirst_bite_ms = 3\n").unwrap_err();
         assert!(err.to_string().contains("first_bite_ms"), "{err}");
+    }
+
+    #[test]
+    fn fallback_max_hold_defaults_to_ten_seconds_and_must_be_positive() {
+        assert_eq!(Config::default().fallback.max_hold_ms, 10_000);
+        let config = Config::from_toml_str("[fallback]\nmax_hold_ms = 250\n").unwrap();
+        assert_eq!(config.fallback.max_hold_ms, 250);
+        let err = Config::from_toml_str("[fallback]\nmax_hold_ms = 0\n").unwrap_err();
+        assert!(err.to_string().contains("fallback.max_hold_ms"), "{err}");
+        let err = Config::from_toml_str("[fallback]\nmax_hold = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_hold"), "{err}");
     }
 
     #[test]

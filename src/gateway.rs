@@ -42,7 +42,8 @@ use tower::ServiceBuilder;
 ///    and a [`RequestMeta`](crate::RequestMeta).
 /// 7. `Route` — decides the attempts (provider and model) from the config's rules.
 /// 8. `Fallback` — calls the attempts in order; holds a stream until its first content
-///    event so a failure before it moves to the next provider.
+///    event so a failure before it moves to the next provider (past
+///    `[fallback] max_hold_ms` the head goes out with keepalive comments meanwhile).
 /// 9. `Cost` — prices each attempt's usage report with the price table.
 /// 10. `Usage` — taps each attempt's answer, so every attempt is accounted.
 /// 11. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
@@ -137,7 +138,8 @@ impl GatewayBuilder {
         metrics.watch_health(health.clone(), config.providers.keys().cloned().collect());
         let fallback = FallbackLayer::new(DefaultFallbackPolicy::default())
             .with_health(health.clone())
-            .on_fallback(metrics.clone());
+            .on_fallback(metrics.clone())
+            .max_hold(Duration::from_millis(config.fallback.max_hold_ms));
 
         let options = AuditOptions {
             log_request_bodies: config.audit.log_request_bodies,

@@ -32,7 +32,7 @@
 //! |---|---|---|
 //! | [`RequestId`](error_response::RequestId) (request) | the router, or the outer layers when used alone | every layer that reports |
 //! | [`AuditDraft`](audit::AuditDraft) (request) | [`AuditLayer`](audit::AuditLayer) | ingress fills it (meta; the body goes on to the audit sink at once) |
-//! | [`AttemptLog`] (request) | [`AuditLayer`](audit::AuditLayer) | fallback appends each attempt |
+//! | [`AttemptLog`] (request) | [`AuditLayer`](audit::AuditLayer) | fallback appends each attempt (one the client left too) and says when a held stream failed ([`AttemptsEnd`]) |
 //! | [`CostObservers`](cost::CostObservers) (request) | audit, metrics | [`CostLayer`](cost::CostLayer) reports to them |
 //! | `Arc<`[`RequestClock`]`>` (request) | [`MetricsLayer`](metrics::MetricsLayer) | the provider marks send and chunk times |
 //! | [`ClientName`](auth::ClientName) (request) | [`AuthLayer`](auth::AuthLayer) | ingress (into `RequestMeta::client`) |
@@ -91,6 +91,6 @@ pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use meta::{
-    AnswerHead, AttemptLog, AttemptRecord, AttemptTarget, CrossProvider, Endpoint, RequestClock,
-    RequestMeta, ServedBy, TargetModel,
+    AnswerHead, AttemptLog, AttemptRecord, AttemptTarget, AttemptsEnd, CrossProvider, Endpoint,
+    RequestClock, RequestMeta, ServedBy, TargetModel,
 };

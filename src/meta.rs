@@ -129,6 +129,12 @@ impl RequestClock {
             .store(self.now_ns(), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// A frame the gateway made itself (a keepalive comment, an error event) is about to
+    /// go out: its hand-off counts from now, not from the last upstream chunk.
+    pub fn mark_local_frame(&self) {
+        self.mark_chunk();
+    }
+
     /// Time from the request being read to the upstream request being sent, if it was.
     pub fn time_to_send(&self) -> Option<std::time::Duration> {
         let read = self.read_ns.load(std::sync::atomic::Ordering::Relaxed);
@@ -173,24 +179,59 @@ pub struct AttemptRecord {
 }
 
 /// Request-scoped log of attempts; an outer layer (audit) inserts it, fallback fills it.
+///
+/// Besides the attempts, it carries how they ended when the answer's head cannot say
+/// it ([`AttemptsEnd`]): a stream whose `200` went out while fallback was still holding
+/// it may end with every attempt failed, or the client may leave mid-attempt.
 #[derive(Clone, Debug, Default)]
-pub struct AttemptLog(pub Arc<std::sync::Mutex<Vec<AttemptRecord>>>);
+pub struct AttemptLog(Arc<std::sync::Mutex<AttemptLogState>>);
+
+#[derive(Debug, Default)]
+struct AttemptLogState {
+    attempts: Vec<AttemptRecord>,
+    end: Option<AttemptsEnd>,
+}
+
+/// How fallback's attempts ended, when the answer's status does not say it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptsEnd {
+    /// Every attempt failed after the stream's `200` head went out (the hold sent it to
+    /// keep the client alive); the stream ended with an `event: error` carrying this
+    /// message.
+    Failed {
+        /// The last attempt's error (client-safe text).
+        message: String,
+    },
+    /// The client went away while an attempt was running.
+    Abandoned,
+}
 
 impl AttemptLog {
-    /// Append one attempt.
-    pub fn push(&self, attempt: AttemptRecord) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AttemptLogState> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(attempt);
+    }
+
+    /// Append one attempt.
+    pub fn push(&self, attempt: AttemptRecord) {
+        self.lock().attempts.push(attempt);
     }
 
     /// The attempts so far.
     pub fn attempts(&self) -> Vec<AttemptRecord> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.lock().attempts.clone()
+    }
+
+    /// Say how the attempts ended (the first word stands).
+    pub fn set_end(&self, end: AttemptsEnd) {
+        self.lock().end.get_or_insert(end);
+    }
+
+    /// How the attempts ended, if fallback said.
+    pub fn end(&self) -> Option<AttemptsEnd> {
+        self.lock().end.clone()
     }
 }
 

@@ -3,7 +3,7 @@
 use super::{AuditAttempt, AuditRecord, AuditSink, AuditUsage, StagedBody};
 use crate::cost::{CostCollector, CostObservers};
 use crate::error_response::{ErrorInfo, RequestId};
-use crate::meta::{AnswerHead, AttemptLog, Endpoint, RequestMeta};
+use crate::meta::{AnswerHead, AttemptLog, AttemptsEnd, Endpoint, RequestMeta};
 use crate::usage::Outcome;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -429,8 +429,15 @@ impl Recorder {
         // The attempt that served is the last one that produced an answer.
         let served = costs.last();
         let ending = self.ended.unwrap_or(Ending::Dropped);
+        // A held stream's head says 200 whatever came after; fallback says how it ended.
+        let end = self.attempts.end();
         let outcome = if self.status >= 400 {
             "error"
+        } else if let Some(AttemptsEnd::Failed { message }) = end {
+            self.error.get_or_insert(message);
+            "error"
+        } else if end == Some(AttemptsEnd::Abandoned) {
+            "client_disconnected"
         } else {
             match served.map(|c| c.usage.outcome) {
                 Some(Outcome::Complete) => "complete",

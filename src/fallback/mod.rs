@@ -9,6 +9,18 @@
 //! empty answer) the attempt commits: the held frames are replayed ([`PeekBody`]) and
 //! nothing is retried after that. 400/401/403/404/413/422 are never retried.
 //!
+//! The hold never starves a client: when a stream has no content
+//! [`max_hold`](FallbackLayer::max_hold) after the request went upstream (default 10 s),
+//! the response future resolves anyway, with the `200` head (the answering attempt's, or
+//! a plain SSE head while none has answered) and a body that owns the rest of the
+//! fallback loop. That body sends an SSE comment (`: keepalive`) at once and then every
+//! few seconds (as often as the hold, at most every 5 s), still holding the events: a
+//! failure before content still moves to the next provider unseen, and when every
+//! attempt fails the stream ends with one `event: error` carrying the last upstream
+//! error (and the [`AttemptLog`](crate::meta::AttemptLog) says so, for the audit). Only
+//! streams are held this way; a non-streaming request waits for its answer as before.
+//! Whichever owns the loop logs the running attempt if it is dropped (the client left).
+//!
 //! Providers that fail [`FallbackPolicy::failure_threshold`] times in a row are skipped
 //! for a cool-down, as is a provider whose `retry-after` (capped) has not passed; when
 //! every provider is unavailable, all are tried anyway. Later attempts skip a provider
@@ -21,7 +33,9 @@
 //! ```
 
 mod health;
+mod hold;
 mod peek;
+mod run;
 mod service;
 
 pub use health::ProviderHealth;
@@ -134,7 +148,11 @@ pub struct FallbackLayer<P> {
     policy: Arc<P>,
     health: Arc<ProviderHealth>,
     events: Arc<dyn OnFallback>,
+    max_hold: Duration,
 }
+
+/// How long a stream is held with nothing sent, by default.
+pub const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(10);
 
 impl<P> Clone for FallbackLayer<P> {
     fn clone(&self) -> Self {
@@ -142,6 +160,7 @@ impl<P> Clone for FallbackLayer<P> {
             policy: self.policy.clone(),
             health: self.health.clone(),
             events: self.events.clone(),
+            max_hold: self.max_hold,
         }
     }
 }
@@ -153,7 +172,16 @@ impl<P: FallbackPolicy> FallbackLayer<P> {
             policy: Arc::new(policy),
             health: Arc::new(ProviderHealth::default()),
             events: Arc::new(()),
+            max_hold: DEFAULT_MAX_HOLD,
         }
+    }
+
+    /// Hold a stream with nothing sent for at most `max_hold` after the request went
+    /// upstream ([`DEFAULT_MAX_HOLD`] unless set); after it the client gets the head and
+    /// keepalive comments while fallback goes on (see the [module docs](self)).
+    pub fn max_hold(mut self, max_hold: Duration) -> Self {
+        self.max_hold = max_hold;
+        self
     }
 
     /// Share `health` (to show it in `/gateway/health` and metrics).
@@ -183,6 +211,7 @@ impl<S, P> Layer<S> for FallbackLayer<P> {
             self.policy.clone(),
             self.health.clone(),
             self.events.clone(),
+            self.max_hold,
         )
     }
 }

@@ -4,9 +4,8 @@ use crate::body::Body;
 use crate::error::{Error, ErrorKind, UpstreamResponse};
 use crate::sse::SseDecoder;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -55,59 +54,64 @@ impl http_body::Body for PeekBody {
     }
 }
 
-enum Seen {
+/// What one chunk of a held stream showed.
+pub(crate) enum Seen {
+    /// Nothing decisive yet; the chunk is held.
     Nothing,
+    /// The first content event: the attempt commits (the chunk is held, to be replayed).
     Content,
-    Error(Bytes),
+    /// An in-band `error` event: the attempt failed.
+    Error(Error),
 }
 
-/// Read `response`'s stream until its first content event. `Ok` is the committed
-/// answer; `Err` is the attempt's failure (an in-band error, a cut, a timeout, or an
-/// end with no content), with nothing sent to the client.
-pub(crate) async fn peek(
-    response: Response<Body>,
-    provider: &str,
-) -> Result<Response<PeekBody>, Error> {
-    let (parts, mut body) = response.into_parts();
-    let mut held = VecDeque::new();
-    let mut decoder = SseDecoder::new();
-    loop {
-        let frame = match body.frame().await {
-            Some(Ok(frame)) => frame,
-            Some(Err(error)) => return Err(error),
-            None => {
-                return Err(Error::new(
-                    ErrorKind::UpstreamProtocol,
-                    format!("provider `{provider}` ended its stream before any content"),
-                ))
-            }
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let mut seen = Seen::Nothing;
-        decoder.feed(
+/// The frames of a stream held until its first content event, and the decoder that
+/// looks for it.
+#[derive(Default)]
+pub(crate) struct Peek {
+    held: VecDeque<Bytes>,
+    decoder: SseDecoder,
+}
+
+impl Peek {
+    /// Hold `data` (unless it carries an error) and say what it showed.
+    pub(crate) fn feed(&mut self, data: Bytes, provider: &str) -> Seen {
+        let mut content = false;
+        let mut error = None;
+        self.decoder.feed(
             &data,
             |name| name == b"error",
             |event| match event.event {
-                b"content_block_delta" | b"message_stop" => {
-                    if matches!(seen, Seen::Nothing) {
-                        seen = Seen::Content;
-                    }
-                }
-                b"error" => seen = Seen::Error(Bytes::copy_from_slice(event.data)),
+                b"content_block_delta" | b"message_stop" if error.is_none() => content = true,
+                b"error" => error = Some(Bytes::copy_from_slice(event.data)),
                 _ => {}
             },
         );
-        match seen {
-            Seen::Error(json) => return Err(in_band_error(json, provider)),
-            Seen::Content => {
-                held.push_back(data);
-                return Ok(Response::from_parts(parts, PeekBody { held, inner: body }));
-            }
-            Seen::Nothing => held.push_back(data),
+        if let Some(json) = error {
+            return Seen::Error(in_band_error(json, provider));
+        }
+        self.held.push_back(data);
+        if content {
+            Seen::Content
+        } else {
+            Seen::Nothing
         }
     }
+
+    /// The committed answer: the held frames, then the rest of `inner`.
+    pub(crate) fn commit(self, inner: Body) -> PeekBody {
+        PeekBody {
+            held: self.held,
+            inner,
+        }
+    }
+}
+
+/// The failure of a stream that ended before any content.
+pub(crate) fn ended_before_content(provider: &str) -> Error {
+    Error::new(
+        ErrorKind::UpstreamProtocol,
+        format!("provider `{provider}` ended its stream before any content"),
+    )
 }
 
 /// An in-band `event: error` before the commit point, as the error answer the client

@@ -1,28 +1,25 @@
-use super::peek::{peek, PeekBody};
-use super::{failure_reason, FallbackPolicy, OnFallback, ProviderHealth};
+use super::hold::{keepalive_gap, HoldBody};
+use super::peek::PeekBody;
+use super::run::{Ended, Run, Shared};
+use super::{FallbackPolicy, OnFallback, ProviderHealth};
 use crate::body::Body;
-use crate::error::{Error, ErrorKind};
-use crate::meta::{AttemptLog, AttemptRecord, AttemptTarget, CrossProvider, TargetModel};
-use crate::route::{Attempt, RouteDecision};
+use crate::error::Error;
+use crate::meta::{AttemptLog, RequestClock};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
-use http::{header, Request, Response};
+use http::{Request, Response};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tower::{Service, ServiceExt};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+use tower::Service;
 
 /// The service made by [`FallbackLayer`](super::FallbackLayer).
 pub struct FallbackService<S, P> {
     inner: S,
     shared: Arc<Shared<P>>,
-}
-
-struct Shared<P> {
-    policy: Arc<P>,
-    health: Arc<ProviderHealth>,
-    events: Arc<dyn OnFallback>,
 }
 
 impl<S, P> FallbackService<S, P> {
@@ -31,6 +28,7 @@ impl<S, P> FallbackService<S, P> {
         policy: Arc<P>,
         health: Arc<ProviderHealth>,
         events: Arc<dyn OnFallback>,
+        max_hold: Duration,
     ) -> Self {
         Self {
             inner,
@@ -38,6 +36,7 @@ impl<S, P> FallbackService<S, P> {
                 policy,
                 health,
                 events,
+                max_hold,
             }),
         }
     }
@@ -68,168 +67,75 @@ where
     }
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        // The first attempt uses the service that was made ready; later ones use clones
-        // and skip what is not ready at once instead of queueing on it.
+        // The first attempt uses the service that was made ready; the run clones it for
+        // the later ones.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move { shared.run(ready, request).await })
+        let log = request.extensions().get::<AttemptLog>().cloned();
+        let clock = request.extensions().get::<Arc<RequestClock>>().cloned();
+        Box::pin(FallbackFuture {
+            hold_until: std::time::Instant::now() + self.shared.max_hold,
+            gap: keepalive_gap(self.shared.max_hold),
+            run: Some(Run::new(self.shared.clone(), ready, request)),
+            hold: None,
+            log,
+            clock,
+        })
     }
 }
 
-impl<P: FallbackPolicy> Shared<P> {
-    async fn run<S, ResB>(
-        &self,
-        ready: S,
-        request: Request<Bytes>,
-    ) -> Result<Response<PeekBody>, Error>
-    where
-        S: Service<Request<Bytes>, Response = Response<ResB>, Error = Error> + Clone,
-        ResB: http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
-    {
-        let (parts, body) = request.into_parts();
-        let attempts = self.attempts(parts.extensions.get::<RouteDecision>());
-        let log = parts.extensions.get::<AttemptLog>().cloned();
-        let mut last_error: Option<Error> = None;
-        let template = ready.clone();
-        let mut ready = Some(ready);
-        for (index, attempt) in attempts.iter().enumerate() {
-            let name = attempt.as_ref().map_or("default", |a| &*a.provider);
-            let mut service = if let Some(ready) = ready.take() {
-                ready
-            } else {
-                let mut service = template.clone();
-                match service.ready().now_or_never() {
-                    Some(Ok(_)) => service,
-                    _ => {
-                        tracing::debug!(provider = name, "not ready; skipped");
-                        continue;
-                    }
-                }
-            };
-            let request = attempt_request(&parts, &body, attempt.as_ref());
-            let started = Instant::now();
-            let result = match service.call(request).await {
-                Ok(response) => {
-                    let response = response.map(Body::new);
-                    if is_event_stream(&response) {
-                        peek(response, name).await
-                    } else {
-                        Ok(response.map(PeekBody::passthrough))
-                    }
-                }
-                Err(error) => Err(error),
-            };
-            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            match result {
-                Ok(response) => {
-                    self.health.record_success(name);
-                    if let Some(log) = &log {
-                        log.push(AttemptRecord {
-                            provider: name.to_owned(),
-                            status: Some(response.status().as_u16()),
-                            error: None,
-                            latency_ms,
-                        });
-                    }
-                    return Ok(response);
-                }
-                Err(error) => {
-                    if let Some(log) = &log {
-                        log.push(AttemptRecord {
-                            provider: name.to_owned(),
-                            status: error.upstream().map(|u| u.status.as_u16()),
-                            error: Some(error.message().to_owned()),
-                            latency_ms,
-                        });
-                    }
-                    let retry = self.policy.should_fall_back(&error);
-                    if retry {
-                        self.health.record_failure(
-                            name,
-                            self.policy.failure_threshold(),
-                            self.policy.cool_down(),
-                            retry_after(&error).map(|d| d.min(self.policy.max_retry_after())),
-                        );
-                    }
-                    let next = attempts.get(index + 1).and_then(Option::as_ref);
-                    match next {
-                        Some(next) if retry => {
-                            let reason = failure_reason(&error);
-                            tracing::info!(from = name, to = %next.provider, reason, "falling back");
-                            self.events.on_fallback(name, &next.provider, reason);
-                            last_error = Some(error);
-                        }
-                        _ => return Err(error),
-                    }
-                }
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            Error::new(
-                ErrorKind::NoRoute,
-                "no provider was available for this request",
-            )
-        }))
-    }
+/// The retry zone: resolves with the first attempt that answers, with the last error,
+/// or — when a stream has been held `max_hold` with no content — with its `200` head
+/// and a [`HoldBody`] that carries the run on.
+struct FallbackFuture<S: Service<Request<Bytes>>, P> {
+    run: Option<Run<S, P>>,
+    /// When the hold ends (set at the call, i.e. when the first attempt goes upstream).
+    hold_until: std::time::Instant,
+    /// Made at the first poll, inside the runtime.
+    hold: Option<Pin<Box<Sleep>>>,
+    gap: Duration,
+    log: Option<AttemptLog>,
+    clock: Option<Arc<RequestClock>>,
+}
 
-    /// The routed attempts, skipping unavailable providers unless every one is.
-    fn attempts(&self, decision: Option<&RouteDecision>) -> Vec<Option<Attempt>> {
-        let Some(decision) = decision.filter(|d| !d.attempts.is_empty()) else {
-            return vec![None];
+impl<S, P, ResB> Future for FallbackFuture<S, P>
+where
+    S: Service<Request<Bytes>, Response = Response<ResB>, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ResB: http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
+    P: FallbackPolicy,
+{
+    type Output = Result<Response<PeekBody>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(run) = this.run.as_mut() else {
+            return Poll::Ready(Err(Error::new(
+                crate::error::ErrorKind::Internal,
+                "fallback polled after it ended",
+            )));
         };
-        let available: Vec<Option<Attempt>> = decision
-            .attempts
-            .iter()
-            .filter(|a| self.health.is_available(&a.provider))
-            .cloned()
-            .map(Some)
-            .collect();
-        if available.is_empty() {
-            decision.attempts.iter().cloned().map(Some).collect()
-        } else {
-            available
+        if let Poll::Ready(ended) = run.poll_run(cx) {
+            this.run = None;
+            return Poll::Ready(match ended {
+                Ended::Answered(response) => Ok(response),
+                Ended::Failed(error) => Err(error),
+            });
         }
-    }
-}
-
-fn attempt_request(
-    parts: &http::request::Parts,
-    body: &Bytes,
-    attempt: Option<&Attempt>,
-) -> Request<Bytes> {
-    let mut request = Request::new(body.clone());
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    *request.extensions_mut() = parts.extensions.clone();
-    if let Some(attempt) = attempt {
-        let extensions = request.extensions_mut();
-        extensions.insert(AttemptTarget(attempt.provider.clone()));
-        if let Some(model) = &attempt.model {
-            extensions.insert(TargetModel(model.clone()));
+        let hold_until = Instant::from_std(this.hold_until);
+        let hold = this
+            .hold
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(hold_until)));
+        if hold.as_mut().poll(cx).is_pending() || !run.can_hold() {
+            // A request that is not a stream waits for its answer as it always did.
+            return Poll::Pending;
         }
-        if attempt.cross_provider {
-            extensions.insert(CrossProvider);
-        }
+        let mut run = this.run.take().expect("the run is here");
+        let head = run.send_head();
+        tracing::debug!(
+            "no content yet: sending the head and keepalives, still holding the events"
+        );
+        let body = HoldBody::new(run, this.gap, this.log.take(), this.clock.take());
+        Poll::Ready(Ok(head.map(|()| PeekBody::passthrough(Body::new(body)))))
     }
-    request
-}
-
-fn is_event_stream<B>(response: &Response<B>) -> bool {
-    response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-}
-
-/// `retry-after-ms` or `retry-after` (seconds) from an upstream's error answer.
-fn retry_after(error: &Error) -> Option<Duration> {
-    let headers = &error.upstream()?.headers;
-    let read = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-    if let Some(ms) = read("retry-after-ms") {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    read("retry-after").map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0)))
 }
