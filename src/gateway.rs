@@ -428,18 +428,26 @@ async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoRespo
         .health
         .snapshot(config.providers.keys().map(String::as_str));
     let up = snapshot.iter().filter(|(_, available)| *available).count();
-    let status = if up == snapshot.len() {
+    let audit_stats = state.audit.as_ref().map(|store| store.stats());
+    // Failing audit writes degrade the gateway: requests are served, but their
+    // records are only held in memory until the store can write again.
+    let audit_healthy = audit_stats.is_none_or(|stats| !stats.failing);
+    let status = if up == snapshot.len() && audit_healthy {
         "healthy"
     } else if up > 0 {
         "degraded"
     } else {
         "unhealthy"
     };
+    let audit_error = match (&state.audit, audit_healthy) {
+        (Some(store), false) => store.last_error(),
+        _ => None,
+    };
     let providers: serde_json::Map<String, serde_json::Value> = snapshot
         .into_iter()
         .map(|(name, available)| (name, serde_json::Value::Bool(available)))
         .collect();
-    Json(json!({
+    let mut body = json!({
         "status": status,
         "providers": providers,
         "routing": {
@@ -456,8 +464,13 @@ async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoRespo
             "enabled": config.audit.enabled,
             "log_request_bodies": config.audit.log_request_bodies,
             "log_response_bodies": config.audit.log_response_bodies,
+            "healthy": audit_healthy,
         },
-    }))
+    });
+    if let Some(error) = audit_error {
+        body["audit"]["error"] = serde_json::Value::String(error);
+    }
+    Json(body)
 }
 
 async fn metrics_summary(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {

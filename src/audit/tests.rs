@@ -471,15 +471,93 @@ fn shutdown_with_a_dead_disk_is_bounded_and_counts_the_loss() {
     // Let the writer fill its batch and start failing.
     std::thread::sleep(Duration::from_millis(1300));
     assert!(store.stats().write_errors > 0);
-    // Shutdown gives up on a disk that never recovers (it would otherwise never return)
-    // and counts what it could not write.
-    let end = store.shutdown().unwrap();
-    assert_eq!(end.written, 0);
-    assert_eq!(end.dropped, 20, "{end:?}");
-    assert_eq!(end.queue_depth, 0);
-    assert_eq!(end.queued_body_bytes, 0);
+    // Shutdown gives up on a disk that never recovers (it would otherwise never return),
+    // counts what it could not write, and says so: it is not a success.
+    let shared = store.shared_arc_for_tests();
+    let error = store.shutdown().unwrap_err().to_string();
+    assert!(
+        error.contains("audit records could not be written"),
+        "{error}"
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(shared.written.load(Relaxed), 0);
+    assert_eq!(shared.dropped.load(Relaxed), 20);
+    assert_eq!(shared.queue_depth.load(Relaxed), 0);
+    assert_eq!(shared.queued_body_bytes.load(Relaxed), 0);
     lock.execute_batch("ROLLBACK").unwrap();
     assert_eq!(count_rows(&path), 0);
+}
+
+#[test]
+fn flush_reports_failing_writes_and_the_records_land_once_the_disk_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig {
+        flush_interval: Duration::from_millis(20),
+        ..AuditStoreConfig::new(&path)
+    })
+    .unwrap();
+    let lock = lock_db(&path);
+    for i in 0..20 {
+        store.submit(record(&format!("f{i}"), i));
+    }
+    // The commit waits out the writer's busy timeout, then fails: flush must say so.
+    let error = store.flush().unwrap_err().to_string();
+    assert!(error.contains("locked"), "{error}");
+    let stats = store.stats();
+    assert!(stats.failing, "{stats:?}");
+    assert!(stats.write_errors > 0, "{stats:?}");
+    assert_eq!(stats.written, 0);
+    assert_eq!(
+        stats.queue_depth, 20,
+        "the failed batch is kept, not dropped"
+    );
+    assert!(store.last_error().is_some_and(|e| e.contains("locked")));
+    // While failing, a flush does not wait for the disk.
+    let error = store.flush().unwrap_err().to_string();
+    assert!(
+        error.contains("not written") || error.contains("locked"),
+        "{error}"
+    );
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.flush().is_err() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = store.stats();
+    assert!(!stats.failing, "{stats:?}");
+    assert_eq!((stats.written, stats.dropped), (20, 0));
+    store.shutdown().unwrap();
+    assert_eq!(count_rows(&path), 20);
+}
+
+#[test]
+fn a_deleted_database_file_is_recreated_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig {
+        flush_interval: Duration::from_millis(20),
+        ..config(&dir)
+    })
+    .unwrap();
+    store.submit(with_bodies("before", 1, 40_000, 100));
+    store.flush().unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    // A large body is chunked: its chunks must go to the new file, not the old one.
+    store.submit(with_bodies("after", 2, 40_000, 100));
+    store.flush().unwrap();
+    assert_eq!(store.stats().reopened, 1);
+    let rows = all(&AuditReader::new(&path));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].request_id, "after");
+    assert_eq!(rows[0].request_body.as_ref().map(|b| b.len()), Some(40_000));
+    store.shutdown().unwrap();
+    assert_eq!(count_rows(&path), 1);
 }
 
 #[test]
