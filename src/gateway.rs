@@ -477,6 +477,20 @@ async fn metrics_summary(State(state): State<Arc<GatewayState>>) -> impl IntoRes
     Json(state.metrics.summary_json())
 }
 
+/// `GET /gateway/audit`: one page of audit records, newest first, as
+/// `{"records":[…],"bodies":bool,"next_cursor":"…"|null}`.
+///
+/// Query parameters (all optional, ANDed):
+/// - `request_id`: only that record; the answer then carries its bodies;
+/// - `model` (requested or served), `provider`, `since` (unix ms or RFC 3339);
+/// - `limit`: records per page, default 50, at most 1000;
+/// - `cursor` (or `before`): the `next_cursor` of the previous page, to continue
+///   the listing; pages stay disjoint while new records are written;
+/// - `bodies=true`: include bodies in a listing too.
+///
+/// A listing carries metadata only (bodies null) unless it is for one record or
+/// asks for bodies, and every page ends early once its records reach 8 MiB of
+/// JSON; `next_cursor` is then set, as it is when `limit` cut the page.
 async fn audit_records(
     State(state): State<Arc<GatewayState>>,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
@@ -499,8 +513,8 @@ async fn audit_records(
         }
     };
     // SQLite reads block; keep them off the async workers.
-    match tokio::task::spawn_blocking(move || store.query(&query)).await {
-        Ok(Ok(records)) => Json(json!({ "records": records })).into_response(),
+    match tokio::task::spawn_blocking(move || store.reader().page(&query)).await {
+        Ok(Ok(page)) => Json(page).into_response(),
         Ok(Err(error)) => gateway_error(
             http::StatusCode::BAD_REQUEST,
             "invalid_request_error",

@@ -132,7 +132,10 @@ use bytes::Bytes;
 
 pub use error::AuditError;
 pub use layer::{AuditBody, AuditDraft, AuditFuture, AuditLayer, AuditOptions, AuditService};
-pub use query::{parse_since, AuditDbStats, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT};
+pub use query::{
+    parse_since, AuditDbStats, AuditPage, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT,
+    MAX_PAGE_BYTES,
+};
 pub use record::{AuditAttempt, AuditRecord, AuditUsage};
 pub use store::{
     AuditStats, AuditStore, AuditStoreConfig, WriterPriority, BODY_LOST_MARKER, BODY_SHED_MARKER,

@@ -115,6 +115,10 @@ pub(crate) const INSERT: &str = "INSERT INTO audit_records \
 pub(crate) const SELECT_COLUMNS: &str =
     "seq, record_json, request_body, response_body, request_chunks, response_chunks";
 
+/// [`SELECT_COLUMNS`] without the bodies (for listings of metadata): no body
+/// is read from the file.
+pub(crate) const SELECT_COLUMNS_NO_BODIES: &str = "seq, record_json, NULL, NULL, NULL, NULL";
+
 /// [`SELECT_COLUMNS`] for a version-1 file, which has no chunk lists.
 pub(crate) const SELECT_COLUMNS_V1: &str =
     "seq, record_json, request_body, response_body, NULL, NULL";

@@ -561,6 +561,85 @@ fn a_deleted_database_file_is_recreated_and_written() {
 }
 
 #[test]
+fn pages_are_bounded_by_bytes_and_a_cursor_walks_them_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(config(&dir)).unwrap();
+    // Two records per timestamp, so the cursor's tie-break on seq matters.
+    for i in 0..30 {
+        store.submit(with_bodies(&format!("p{i:02}"), i / 2, 100_000, 1000));
+    }
+    store.flush().unwrap();
+    let reader = store.reader().clone();
+
+    // A listing carries no bodies unless asked.
+    let page = reader.page(&AuditQuery::default()).unwrap();
+    assert!(!page.bodies);
+    assert_eq!(page.records.len(), 30);
+    assert!(page.next_cursor.is_none());
+    assert!(page.records.iter().all(|r| r.request_body.is_none()));
+    // One record by id carries them.
+    let one = reader
+        .page(&AuditQuery {
+            request_id: Some("p07".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(one.bodies);
+    assert_eq!(
+        one.records[0].request_body.as_ref().map(|b| b.len()),
+        Some(100_000)
+    );
+
+    // With bodies, a 350 KB budget holds three ~101 KB records; walk every page,
+    // inserting newer records meanwhile: they must not shift the pages.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for step in 0..100 {
+        let page = reader
+            .page_within(
+                &AuditQuery {
+                    bodies: Some(true),
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                },
+                350_000,
+            )
+            .unwrap();
+        assert!(page.records.len() <= 3, "{}", page.records.len());
+        let bytes: usize = page
+            .records
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap().len())
+            .sum();
+        assert!(bytes <= 350_000, "{bytes}");
+        seen.extend(page.records.iter().map(|r| r.request_id.clone()));
+        store.submit(with_bodies(&format!("new{step}"), 1_000 + step, 10, 10));
+        store.flush().unwrap();
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..30).rev().map(|i| format!("p{i:02}")).collect();
+    assert_eq!(seen, want, "every record once, newest first");
+
+    // `limit` also ends a page with a cursor; a bad cursor is refused.
+    let page = reader
+        .page(&AuditQuery {
+            limit: Some(4),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.records.len(), 4);
+    assert!(page.next_cursor.is_some());
+    let bad = reader.page(&AuditQuery {
+        cursor: Some("x".into()),
+        ..Default::default()
+    });
+    assert!(matches!(bad, Err(AuditError::InvalidQuery(_))));
+}
+
+#[test]
 fn body_budget_sheds_bodies_but_keeps_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
