@@ -588,6 +588,7 @@ impl Writer {
         self.shared.set_error(message.to_owned());
         if !self.shared.failing.swap(true, Ordering::Relaxed) {
             tracing::error!(
+                path = %self.settings.path.display(),
                 error = %message,
                 "audit store: writes are failing; records are kept in memory (bounded) and retried"
             );
@@ -837,6 +838,7 @@ impl Writer {
                 self.backoff = INITIAL_BACKOFF;
                 if self.shared.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(
+                        path = %self.settings.path.display(),
                         records = n,
                         "audit store: writes recovered; the kept records are committed"
                     );
