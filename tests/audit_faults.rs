@@ -308,3 +308,85 @@ fn twenty_concurrent_credential_stores_keep_every_name() {
     let want: Vec<String> = (0..N).map(|i| format!("NAME_{i:02}")).collect();
     assert_eq!(store.names().unwrap(), want);
 }
+
+#[tokio::test]
+async fn sigterm_while_audit_writes_fail_logs_the_records_it_could_not_write() {
+    use std::io::{BufRead, BufReader, Read};
+    const N: usize = 20;
+    let upstream = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[audit]\npath = \"audit.db\"\n[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(gateway_binary())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .env_remove("LLM_GATEWAY_CONFIG")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let lock = hold_write_lock(&dir.path().join("audit.db"));
+    for _ in 0..N {
+        upstream.push(Reply::json(200, message_json(1, 1)));
+        let response = client()
+            .post(format!("{url}/v1/messages"))
+            .body(messages_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let _ = response.bytes().await.unwrap();
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = stderr.join().unwrap();
+    lock.execute_batch("ROLLBACK").unwrap();
+    assert!(text.contains("could not flush the audit store"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{N} audit records could not be written at shutdown"
+        )),
+        "{text}"
+    );
+}
