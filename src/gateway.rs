@@ -422,6 +422,11 @@ impl Gateway {
     }
 }
 
+/// `GET /gateway/health`. `status` is `healthy` when every provider is available
+/// and the audit store writes; `degraded` when some provider is skipped or audit
+/// writes are failing (`audit.healthy` is then false and `audit.error` says why:
+/// requests are still served, their records are held in memory, bounded, and
+/// retried); `unhealthy` when no provider is available.
 async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
     let config = &state.config;
     let snapshot = state
