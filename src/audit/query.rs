@@ -614,6 +614,23 @@ mod tests {
     }
 
     #[test]
+    fn cursor_is_also_accepted_as_before_and_round_trips() {
+        let q: AuditQuery = serde_json::from_str(r#"{"before":"17:4","bodies":true}"#).unwrap();
+        assert_eq!(q.cursor.as_deref(), Some("17:4"));
+        assert!(q.wants_bodies());
+        assert_eq!(parse_cursor(&cursor_after(-5, 9)).unwrap(), (-5, 9));
+        for bad in ["", "1", "a:b", "1:2:3"] {
+            assert!(parse_cursor(bad).is_err(), "{bad}");
+        }
+        let one = AuditQuery {
+            request_id: Some("r".into()),
+            ..Default::default()
+        };
+        assert!(one.wants_bodies());
+        assert!(!AuditQuery::default().wants_bodies());
+    }
+
+    #[test]
     fn reader_on_missing_file_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let r = AuditReader::new(dir.path().join("none.db"));
