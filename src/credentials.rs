@@ -3,7 +3,9 @@
 //! The file is `credentials.json` in the gateway's home directory —
 //! `$LLM_GATEWAY_HOME`, else the user's config directory (`~/.config/llm-gateway` on
 //! Linux) — created with mode 0600 on the first [`CredentialStore::set`] and rewritten
-//! atomically (a 0600 temporary file renamed over it). A file that others can read is
+//! atomically (a 0600 temporary file renamed over it). Changes hold an exclusive advisory
+//! lock on the sibling `credentials.json.lock` across the whole read-modify-write, so
+//! concurrent `credentials store` runs each keep their name. A file that others can read is
 //! refused, as ssh refuses a key file. Values are never logged or shown, except by
 //! [`CredentialStore::get`] for the one caller that asked.
 //!
@@ -101,6 +103,7 @@ impl CredentialStore {
     /// Store `value` as `name`, replacing any earlier value.
     pub fn set(&self, name: &str, value: &Secret) -> Result<(), CredentialError> {
         check_name(name)?;
+        let _lock = self.lock()?;
         let mut file = self.read()?;
         file.credentials
             .insert(name.to_owned(), value.expose().to_owned());
@@ -110,6 +113,7 @@ impl CredentialStore {
     /// Remove `name`; whether it was there.
     pub fn remove(&self, name: &str) -> Result<bool, CredentialError> {
         check_name(name)?;
+        let _lock = self.lock()?;
         let mut file = self.read()?;
         let removed = file.credentials.remove(name).is_some();
         if removed {
@@ -128,6 +132,29 @@ impl CredentialStore {
             path: self.path.display().to_string(),
             source,
         }
+    }
+
+    /// Take the store's exclusive lock (blocking until other writers are done); it is
+    /// released when the returned file is dropped. The lock lives on a sibling file,
+    /// not on the store itself, because the store is replaced by rename and a lock on
+    /// the replaced inode would not exclude the next writer.
+    fn lock(&self) -> Result<std::fs::File, CredentialError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(dir.join(name)).map_err(|e| self.io(e))?;
+        #[cfg(unix)]
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| self.io(e.into()))?;
+        Ok(file)
     }
 
     fn read(&self) -> Result<StoreFile, CredentialError> {
@@ -174,7 +201,11 @@ impl CredentialStore {
     fn write(&self, file: &StoreFile) -> Result<(), CredentialError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        let temp = dir.join(format!(".credentials.{}.tmp", std::process::id()));
+        // Unique per writer even within one process; the lock makes one writer at a time,
+        // but a name per writer keeps a crashed one's leftover from being reused.
+        static NEXT_TEMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT_TEMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = dir.join(format!(".credentials.{}.{n}.tmp", std::process::id()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -253,6 +284,39 @@ mod tests {
         let err = store.get("K").unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
         assert!(!err.contains("secret-value-1"));
+    }
+
+    #[test]
+    fn concurrent_writers_all_keep_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials.json");
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let store = CredentialStore::at(&path);
+                std::thread::spawn(move || {
+                    store
+                        .set(&format!("NAME_{i:02}"), &Secret::new(format!("value-{i}")))
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let store = CredentialStore::at(&path);
+        let want: Vec<String> = (0..20).map(|i| format!("NAME_{i:02}")).collect();
+        assert_eq!(store.names().unwrap(), want);
+        for i in 0..20 {
+            let got = store.get(&format!("NAME_{i:02}")).unwrap().unwrap();
+            assert_eq!(got.expose(), format!("value-{i}"));
+        }
+        // No temporary file is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

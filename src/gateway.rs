@@ -429,24 +429,37 @@ impl Gateway {
     }
 }
 
+/// `GET /gateway/health`. `status` is `healthy` when every provider is available
+/// and the audit store writes; `degraded` when some provider is skipped or audit
+/// writes are failing (`audit.healthy` is then false and `audit.error` says why:
+/// requests are still served, their records are held in memory, bounded, and
+/// retried); `unhealthy` when no provider is available.
 async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
     let config = &state.config;
     let snapshot = state
         .health
         .snapshot(config.providers.keys().map(String::as_str));
     let up = snapshot.iter().filter(|(_, available)| *available).count();
-    let status = if up == snapshot.len() {
+    let audit_stats = state.audit.as_ref().map(|store| store.stats());
+    // Failing audit writes degrade the gateway: requests are served, but their
+    // records are only held in memory until the store can write again.
+    let audit_healthy = audit_stats.is_none_or(|stats| !stats.failing);
+    let status = if up == snapshot.len() && audit_healthy {
         "healthy"
     } else if up > 0 {
         "degraded"
     } else {
         "unhealthy"
     };
+    let audit_error = match (&state.audit, audit_healthy) {
+        (Some(store), false) => store.last_error(),
+        _ => None,
+    };
     let providers: serde_json::Map<String, serde_json::Value> = snapshot
         .into_iter()
         .map(|(name, available)| (name, serde_json::Value::Bool(available)))
         .collect();
-    Json(json!({
+    let mut body = json!({
         "status": status,
         "providers": providers,
         "routing": {
@@ -463,14 +476,33 @@ async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoRespo
             "enabled": config.audit.enabled,
             "log_request_bodies": config.audit.log_request_bodies,
             "log_response_bodies": config.audit.log_response_bodies,
+            "healthy": audit_healthy,
         },
-    }))
+    });
+    if let Some(error) = audit_error {
+        body["audit"]["error"] = serde_json::Value::String(error);
+    }
+    Json(body)
 }
 
 async fn metrics_summary(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
     Json(state.metrics.summary_json())
 }
 
+/// `GET /gateway/audit`: one page of audit records, newest first, as
+/// `{"records":[…],"bodies":bool,"next_cursor":"…"|null}`.
+///
+/// Query parameters (all optional, ANDed):
+/// - `request_id`: only that record; the answer then carries its bodies;
+/// - `model` (requested or served), `provider`, `since` (unix ms or RFC 3339);
+/// - `limit`: records per page, default 50, at most 1000;
+/// - `cursor` (or `before`): the `next_cursor` of the previous page, to continue
+///   the listing; pages stay disjoint while new records are written;
+/// - `bodies=true`: include bodies in a listing too.
+///
+/// A listing carries metadata only (bodies null) unless it is for one record or
+/// asks for bodies, and every page ends early once its records reach 8 MiB of
+/// JSON; `next_cursor` is then set, as it is when `limit` cut the page.
 async fn audit_records(
     State(state): State<Arc<GatewayState>>,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
@@ -493,8 +525,8 @@ async fn audit_records(
         }
     };
     // SQLite reads block; keep them off the async workers.
-    match tokio::task::spawn_blocking(move || store.query(&query)).await {
-        Ok(Ok(records)) => Json(json!({ "records": records })).into_response(),
+    match tokio::task::spawn_blocking(move || store.reader().page(&query)).await {
+        Ok(Ok(page)) => Json(page).into_response(),
         Ok(Err(error)) => gateway_error(
             http::StatusCode::BAD_REQUEST,
             "invalid_request_error",

@@ -70,7 +70,7 @@ async fn every_kind_of_request_leaves_one_complete_record() {
     assert_eq!(response.status(), 400);
     let _ = response.bytes().await.unwrap();
 
-    let records = gateway.wait_audit("limit=10", 4).await;
+    let records = gateway.wait_audit("limit=10&bodies=true", 4).await;
     assert_eq!(records.len(), 4, "exactly one record per request");
     assert_eq!(records[0]["request_id"], bad_id.as_str(), "newest first");
 
@@ -231,7 +231,7 @@ async fn bodies_are_not_kept_when_turned_off() {
     let gateway = start_gateway(config).await;
     let response = gateway.post_messages(messages_body(false)).await;
     let _ = response.bytes().await.unwrap();
-    let record = &gateway.wait_audit("", 1).await[0];
+    let record = &gateway.wait_audit("bodies=true", 1).await[0];
     assert_eq!(record["request_body"], Value::Null);
     assert_eq!(record["response_body"], Value::Null);
     assert_eq!(
@@ -291,7 +291,7 @@ async fn secrets_never_reach_the_store_or_the_logs() {
         Some(PROVIDER_KEY),
         "the key was used"
     );
-    let records = gateway.wait_audit("", 4).await;
+    let records = gateway.wait_audit("bodies=true", 4).await;
     assert_eq!(records.len(), 4);
     drop(gateway); // closes the store: everything is in the files now
 

@@ -225,7 +225,7 @@ async fn health_answers_in_the_spec_shape() {
             "routing": {"default_provider": "anthropic", "fallback_chain": []},
             "credentials": {"anthropic": "client_passthrough"},
             "auth": false,
-            "audit": {"enabled": true, "log_request_bodies": true, "log_response_bodies": true}
+            "audit": {"enabled": true, "log_request_bodies": true, "log_response_bodies": true, "healthy": true}
         })
     );
 }

@@ -138,6 +138,7 @@ fn main() -> ExitCode {
                 model,
                 provider,
                 since,
+                ..AuditQuery::default()
             };
             logs(&config, query, follow, json)
         }

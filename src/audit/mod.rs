@@ -55,8 +55,21 @@
 //!
 //! A failed commit (disk full, a lock held too long) keeps its batch and is
 //! retried with back-off; meanwhile the queue and spill absorb new records
-//! as above. At shutdown the writer tries the commit a few more times and
-//! counts what it still cannot write as dropped.
+//! as above. Failures are never silent: each is counted
+//! ([`AuditStats::write_errors`]); the first of an episode and the recovery
+//! are logged once each (not per retry); while it lasts
+//! [`AuditStats::failing`] is set, [`AuditStore::last_error`] says why, and
+//! [`AuditStore::flush`] returns the error instead of waiting. At shutdown
+//! the writer tries the commit a few more times, then counts what it still
+//! cannot write as dropped, logs it, and [`AuditStore::shutdown`] returns an
+//! error.
+//!
+//! Before each commit the writer compares the device and inode of the file
+//! at the path with the file it has open; if the file was deleted or
+//! replaced, it closes the old one and opens the path again (recreating the
+//! schema), logs it, and counts it in [`AuditStats::reopened`], so records do
+//! not go to an unlinked inode. The database and its `-wal`/`-shm` files are
+//! created owner-only (0600): they hold every prompt.
 //!
 //! # Storage
 //!
@@ -110,7 +123,10 @@
 //! lets it read while the writer writes, and it never blocks the writer. It
 //! works without a running store (the `logs` CLI command). Calls block: from
 //! async code use `spawn_blocking`. `since` accepts unix milliseconds or
-//! RFC 3339 ([`parse_since`]).
+//! RFC 3339 ([`parse_since`]). [`AuditReader::page`] is the bounded form
+//! behind `GET /gateway/audit`: metadata only unless one record or bodies are
+//! asked for, at most [`MAX_PAGE_BYTES`] of records per page, and a
+//! `next_cursor` to continue.
 
 mod chunks;
 mod error;
@@ -132,7 +148,10 @@ use bytes::Bytes;
 
 pub use error::AuditError;
 pub use layer::{AuditBody, AuditDraft, AuditFuture, AuditLayer, AuditOptions, AuditService};
-pub use query::{parse_since, AuditDbStats, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT};
+pub use query::{
+    parse_since, AuditDbStats, AuditPage, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT,
+    MAX_PAGE_BYTES,
+};
 pub use record::{AuditAttempt, AuditRecord, AuditUsage};
 pub use store::{
     AuditStats, AuditStore, AuditStoreConfig, WriterPriority, BODY_LOST_MARKER, BODY_SHED_MARKER,

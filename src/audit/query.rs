@@ -20,6 +20,10 @@ use super::schema::{self, Pages};
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest `limit` honoured; larger values are clamped to it.
 pub const MAX_LIMIT: usize = 1000;
+/// Bytes of serialized records one [`AuditReader::page`] returns at most
+/// (8 MiB); the page ends early at the record that would go over (a single
+/// record is always returned, however large: bodies are capped when stored).
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -49,6 +53,31 @@ pub struct AuditQuery {
     /// bare date `"2025-01-02"` meaning midnight UTC. See [`parse_since`].
     #[serde(default)]
     pub since: Option<String>,
+    /// Continue a listing: only records after this point in its
+    /// newest-first order. The value is the `next_cursor` of the previous
+    /// [`AuditPage`] (`"<timestamp_ms>:<seq>"`); also accepted as `before`.
+    /// Records inserted meanwhile never shift a page, so no record is listed
+    /// twice or skipped.
+    #[serde(default, alias = "before")]
+    pub cursor: Option<String>,
+    /// Include bodies in a [`AuditReader::page`] listing (default: only when
+    /// `request_id` is given). Still bounded by [`MAX_PAGE_BYTES`].
+    /// [`AuditReader::query`] always includes them.
+    #[serde(default)]
+    pub bodies: Option<bool>,
+}
+
+/// One page of a listing ([`AuditReader::page`]): what `GET /gateway/audit`
+/// answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditPage {
+    /// The records, newest first.
+    pub records: Vec<AuditRecord>,
+    /// Whether the records carry their bodies (otherwise `request_body` and
+    /// `response_body` are null whatever was stored).
+    pub bodies: bool,
+    /// Pass as `cursor` for the next page; `None` when there is nothing more.
+    pub next_cursor: Option<String>,
 }
 
 impl AuditQuery {
@@ -56,6 +85,47 @@ impl AuditQuery {
     pub fn effective_limit(&self) -> usize {
         self.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
     }
+
+    /// Whether a [`AuditReader::page`] for this query includes bodies: when
+    /// it is for one record (`request_id`) or asks for them (`bodies`).
+    pub fn wants_bodies(&self) -> bool {
+        self.bodies.unwrap_or(false) || non_empty(&self.request_id).is_some()
+    }
+}
+
+/// The cursor that continues a listing after the record at (`timestamp_ms`, `seq`).
+fn cursor_after(timestamp_ms: i64, seq: i64) -> String {
+    format!("{timestamp_ms}:{seq}")
+}
+
+fn parse_cursor(cursor: &str) -> Result<(i64, i64), AuditError> {
+    let bad = || {
+        AuditError::InvalidQuery(format!(
+            "cursor: expected the next_cursor of an earlier page, got {cursor:?}"
+        ))
+    };
+    let (ts, seq) = cursor.split_once(':').ok_or_else(bad)?;
+    Ok((
+        ts.parse().map_err(|_| bad())?,
+        seq.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Serialized JSON length of a value, without building the text.
+fn json_len(record: &AuditRecord) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, record);
+    count.0
 }
 
 /// Size and content figures of a database file.
@@ -126,9 +196,68 @@ impl AuditReader {
         &self,
         filter: &AuditQuery,
     ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
+        self.select(filter, true, filter.effective_limit(), |_| true)
+    }
+
+    /// One page of records matching `filter`, newest first, bounded by count
+    /// (`limit`) and by bytes ([`MAX_PAGE_BYTES`] of serialized records).
+    /// Bodies are included only when [`AuditQuery::wants_bodies`]; a listing
+    /// without them reads no body from the file. `next_cursor` continues it.
+    pub fn page(&self, filter: &AuditQuery) -> Result<AuditPage, AuditError> {
+        self.page_within(filter, MAX_PAGE_BYTES)
+    }
+
+    /// [`page`](Self::page) with another byte budget.
+    pub fn page_within(
+        &self,
+        filter: &AuditQuery,
+        max_bytes: usize,
+    ) -> Result<AuditPage, AuditError> {
         let limit = filter.effective_limit();
+        let bodies = filter.wants_bodies();
+        let mut used = 0usize;
+        let mut taken = 0usize;
+        let mut more = false;
+        // One row past the limit tells whether there is a next page.
+        let rows = self.select(filter, bodies, limit.saturating_add(1), |record| {
+            let size = json_len(record);
+            if taken == limit || (taken > 0 && used.saturating_add(size) > max_bytes) {
+                more = true;
+                return false;
+            }
+            used += size;
+            taken += 1;
+            true
+        })?;
+        let next_cursor = if more {
+            rows.last()
+                .map(|(seq, record)| cursor_after(record.timestamp_ms, *seq))
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            records: rows.into_iter().map(|(_, r)| r).collect(),
+            bodies,
+            next_cursor,
+        })
+    }
+
+    /// The filtered, newest-first select behind [`query_with_seq`](Self::query_with_seq)
+    /// and [`page`](Self::page): at most `limit` rows, with or without bodies,
+    /// stopping before the first record `keep` refuses.
+    fn select(
+        &self,
+        filter: &AuditQuery,
+        bodies: bool,
+        limit: usize,
+        keep: impl FnMut(&AuditRecord) -> bool,
+    ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
         let since = match non_empty(&filter.since) {
             Some(s) => Some(parse_since(s)?),
+            None => None,
+        };
+        let cursor = match non_empty(&filter.cursor) {
+            Some(c) => Some(parse_cursor(c)?),
             None => None,
         };
         if limit == 0 {
@@ -153,8 +282,21 @@ impl AuditReader {
             params.push(Value::Integer(since));
             clauses.push(format!("timestamp_ms >= ?{}", params.len()));
         }
+        if let Some((ts, seq)) = cursor {
+            params.push(Value::Integer(ts));
+            let t = params.len();
+            params.push(Value::Integer(seq));
+            let s = params.len();
+            clauses.push(format!(
+                "(timestamp_ms < ?{t} OR (timestamp_ms = ?{t} AND seq < ?{s}))"
+            ));
+        }
         let conn = schema::open_reader(&self.path)?;
-        let columns = schema::select_columns(&conn)?;
+        let columns = if bodies {
+            schema::select_columns(&conn)?
+        } else {
+            schema::SELECT_COLUMNS_NO_BODIES
+        };
         let mut sql = format!("SELECT {columns} FROM audit_records");
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
@@ -165,7 +307,7 @@ impl AuditReader {
             " ORDER BY timestamp_ms DESC, seq DESC LIMIT ?{}",
             params.len()
         ));
-        read_rows(&conn, &sql, params)
+        read_rows(&conn, &sql, params, keep)
     }
 
     /// Up to `limit` records with `seq > after_seq`, oldest first (by `seq`),
@@ -188,7 +330,7 @@ impl AuditReader {
             Value::Integer(after_seq),
             Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
         ];
-        read_rows(&conn, &sql, params)
+        read_rows(&conn, &sql, params, |_| true)
     }
 
     /// Record count, highest `seq`, and page figures of the file.
@@ -217,11 +359,12 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 /// Run a select of the schema's read columns and rebuild the records,
 /// reassembling chunked bodies byte-exact. One read transaction, so the
 /// rows and their chunks come from the same snapshot even while the writer
-/// prunes.
+/// prunes. Stops before the first record `keep` refuses.
 fn read_rows(
     conn: &Connection,
     sql: &str,
     params: Vec<Value>,
+    mut keep: impl FnMut(&AuditRecord) -> bool,
 ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
     let tx = conn.unchecked_transaction()?;
     let mut stmt = tx.prepare(sql)?;
@@ -242,6 +385,9 @@ fn read_rows(
         };
         record.request_body = body(2, 4)?;
         record.response_body = body(3, 5)?;
+        if !keep(&record) {
+            break;
+        }
         out.push((seq, record));
     }
     Ok(out)
@@ -465,6 +611,23 @@ mod tests {
         assert_eq!(q.limit, Some(10));
         assert_eq!(q.model.as_deref(), Some("m"));
         assert!(q.provider.is_none());
+    }
+
+    #[test]
+    fn cursor_is_also_accepted_as_before_and_round_trips() {
+        let q: AuditQuery = serde_json::from_str(r#"{"before":"17:4","bodies":true}"#).unwrap();
+        assert_eq!(q.cursor.as_deref(), Some("17:4"));
+        assert!(q.wants_bodies());
+        assert_eq!(parse_cursor(&cursor_after(-5, 9)).unwrap(), (-5, 9));
+        for bad in ["", "1", "a:b", "1:2:3"] {
+            assert!(parse_cursor(bad).is_err(), "{bad}");
+        }
+        let one = AuditQuery {
+            request_id: Some("r".into()),
+            ..Default::default()
+        };
+        assert!(one.wants_bodies());
+        assert!(!AuditQuery::default().wants_bodies());
     }
 
     #[test]

@@ -115,6 +115,10 @@ pub(crate) const INSERT: &str = "INSERT INTO audit_records \
 pub(crate) const SELECT_COLUMNS: &str =
     "seq, record_json, request_body, response_body, request_chunks, response_chunks";
 
+/// [`SELECT_COLUMNS`] without the bodies (for listings of metadata): no body
+/// is read from the file.
+pub(crate) const SELECT_COLUMNS_NO_BODIES: &str = "seq, record_json, NULL, NULL, NULL, NULL";
+
 /// [`SELECT_COLUMNS`] for a version-1 file, which has no chunk lists.
 pub(crate) const SELECT_COLUMNS_V1: &str =
     "seq, record_json, request_body, response_body, NULL, NULL";
@@ -157,6 +161,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    create_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
 
@@ -208,6 +213,43 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(conn)
+}
+
+/// The database file holds every prompt: create it owner-only (0600) before
+/// SQLite opens it. SQLite gives its `-wal` and `-shm` files the main file's
+/// mode, so they are 0600 too. An existing file (and its `-wal`/`-shm`) that
+/// others can read is narrowed to 0600.
+fn create_private(path: &Path) -> Result<(), AuditError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut name = path.as_os_str().to_owned();
+                let base = name.clone();
+                for suffix in ["", "-wal", "-shm"] {
+                    name.clone_from(&base);
+                    name.push(suffix);
+                    let file = Path::new(&name);
+                    if let Ok(meta) = std::fs::metadata(file) {
+                        if meta.permissions().mode() & 0o077 != 0 {
+                            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The columns to select from this file: a version-1 file (a reader never
@@ -390,6 +432,33 @@ mod tests {
         assert_eq!(bytes.len(), 40);
         assert_eq!(decode_chunk_list(&bytes).collect::<Vec<_>>(), ids);
         assert_eq!(decode_chunk_list(&bytes[..12]).count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn audit_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let conn = open_writer(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        for name in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        drop(conn);
+        // A file left readable by others (an older gateway made them 0644) is narrowed.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let conn = open_writer(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        for name in ["audit.db-wal", "audit.db-shm"] {
+            let p = dir.path().join(name);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{name}");
+            }
+        }
+        drop(conn);
     }
 
     #[test]

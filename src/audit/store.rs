@@ -32,6 +32,10 @@ pub const BODY_SHED_MARKER: &str = "[body not stored: audit queue overloaded]";
 /// staged with another store. Counted in [`AuditStats::staged_lost`].
 pub const BODY_LOST_MARKER: &str = "[body not stored: staged body expired before its record]";
 
+/// How often [`AuditStore::flush`] checks, while it waits, whether the store
+/// is failing (then it returns the failure instead of waiting for the disk).
+pub(crate) const FLUSH_POLL: Duration = Duration::from_millis(100);
+
 /// Tells stores apart, so a ticket is only redeemed by the store that issued it.
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -145,8 +149,17 @@ pub struct AuditStats {
     /// with [`BODY_LOST_MARKER`].
     pub staged_lost: u64,
     /// Staged bodies evicted, oldest first, while more than
-    /// `max_staged_bodies` awaited their records.
+    /// `max_staged_bodies` awaited their records (or forgotten when the file
+    /// was reopened: their chunks were in the old file).
     pub staged_evicted: u64,
+    /// Whether the store is in a failure episode: the last commit failed and
+    /// none has succeeded since. Its records are kept (bounded by the queue
+    /// and spill) and retried; [`AuditStore::last_error`] says why.
+    pub failing: bool,
+    /// Times the writer found the database file deleted or replaced (by
+    /// device and inode, checked before each commit) and reopened the path,
+    /// recreating the schema.
+    pub reopened: u64,
 }
 
 /// The durable audit store: a bounded queue in front of one writer thread
@@ -204,6 +217,7 @@ impl AuditStore {
             max_staged: config.max_staged_bodies.max(1),
             chunk_threshold: super::chunks::CHUNK_THRESHOLD,
             priority: config.writer_priority,
+            path: config.path.clone(),
         };
         let writer = Writer::new(conn, rx, Arc::clone(&shared), settings);
         let handle = std::thread::Builder::new()
@@ -354,12 +368,28 @@ impl AuditStore {
     /// queued and are retried). While the writer is stuck on a failing disk
     /// with a full batch it does not read the queue, so this can wait as long
     /// as the disk does; [`shutdown`](Self::shutdown) is the bounded way out.
+    ///
+    /// While the store is in a failure episode ([`AuditStats::failing`]) this
+    /// does not wait for the disk: it returns the failure at once (within
+    /// 100 ms), since the records it would wait for are not written.
     pub fn flush(&self) -> Result<(), AuditError> {
         let (ack, done) = channel();
         self.send_control(Msg::Flush(ack))?;
-        done.recv()
-            .map_err(|_| AuditError::WriterGone)?
-            .map_err(AuditError::Writer)
+        loop {
+            match done.recv_timeout(FLUSH_POLL) {
+                Ok(result) => return result.map_err(AuditError::Writer),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(AuditError::WriterGone),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.shared.failing.load(Ordering::Relaxed) {
+                        return Err(AuditError::Writer(format!(
+                            "{} audit records are not written: {}",
+                            self.queue_depth(),
+                            self.last_error().unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     /// Run retention now and wait for it; returns the number of records
@@ -403,9 +433,16 @@ impl AuditStore {
 
     /// Stop accepting, commit everything queued and spilled, join the writer,
     /// and return the final counters. Records that still could not be
-    /// committed are counted in `dropped`.
+    /// committed (after a few tries) are counted in `dropped`, logged, and make
+    /// this an [`AuditError::Writer`] naming how many were lost and why.
     pub fn shutdown(mut self) -> Result<AuditStats, AuditError> {
         self.close()?;
+        let lost = self.shared.lost_at_shutdown.load(Ordering::Relaxed);
+        if lost > 0 {
+            return Err(AuditError::Writer(self.last_error().unwrap_or_else(|| {
+                format!("{lost} audit records were not written")
+            })));
+        }
         Ok(self.stats())
     }
 
@@ -426,6 +463,11 @@ impl AuditStore {
         &self.shared
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared_arc_for_tests(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// Current counters.
     pub fn stats(&self) -> AuditStats {
         let s = &*self.shared;
@@ -441,6 +483,8 @@ impl AuditStore {
             bodies_staged: s.bodies_staged.load(Ordering::Relaxed),
             staged_lost: s.staged_lost.load(Ordering::Relaxed),
             staged_evicted: s.staged_evicted.load(Ordering::Relaxed),
+            failing: s.failing.load(Ordering::Relaxed),
+            reopened: s.reopened.load(Ordering::Relaxed),
         }
     }
 

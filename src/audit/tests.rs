@@ -471,15 +471,172 @@ fn shutdown_with_a_dead_disk_is_bounded_and_counts_the_loss() {
     // Let the writer fill its batch and start failing.
     std::thread::sleep(Duration::from_millis(1300));
     assert!(store.stats().write_errors > 0);
-    // Shutdown gives up on a disk that never recovers (it would otherwise never return)
-    // and counts what it could not write.
-    let end = store.shutdown().unwrap();
-    assert_eq!(end.written, 0);
-    assert_eq!(end.dropped, 20, "{end:?}");
-    assert_eq!(end.queue_depth, 0);
-    assert_eq!(end.queued_body_bytes, 0);
+    // Shutdown gives up on a disk that never recovers (it would otherwise never return),
+    // counts what it could not write, and says so: it is not a success.
+    let shared = store.shared_arc_for_tests();
+    let error = store.shutdown().unwrap_err().to_string();
+    assert!(
+        error.contains("audit records could not be written"),
+        "{error}"
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(shared.written.load(Relaxed), 0);
+    assert_eq!(shared.dropped.load(Relaxed), 20);
+    assert_eq!(shared.queue_depth.load(Relaxed), 0);
+    assert_eq!(shared.queued_body_bytes.load(Relaxed), 0);
     lock.execute_batch("ROLLBACK").unwrap();
     assert_eq!(count_rows(&path), 0);
+}
+
+#[test]
+fn flush_reports_failing_writes_and_the_records_land_once_the_disk_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig {
+        flush_interval: Duration::from_millis(20),
+        ..AuditStoreConfig::new(&path)
+    })
+    .unwrap();
+    let lock = lock_db(&path);
+    for i in 0..20 {
+        store.submit(record(&format!("f{i}"), i));
+    }
+    // The commit waits out the writer's busy timeout, then fails: flush must say so.
+    let error = store.flush().unwrap_err().to_string();
+    assert!(error.contains("locked"), "{error}");
+    let stats = store.stats();
+    assert!(stats.failing, "{stats:?}");
+    assert!(stats.write_errors > 0, "{stats:?}");
+    assert_eq!(stats.written, 0);
+    assert_eq!(
+        stats.queue_depth, 20,
+        "the failed batch is kept, not dropped"
+    );
+    assert!(store.last_error().is_some_and(|e| e.contains("locked")));
+    // While failing, a flush does not wait for the disk.
+    let error = store.flush().unwrap_err().to_string();
+    assert!(
+        error.contains("not written") || error.contains("locked"),
+        "{error}"
+    );
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.flush().is_err() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = store.stats();
+    assert!(!stats.failing, "{stats:?}");
+    assert_eq!((stats.written, stats.dropped), (20, 0));
+    store.shutdown().unwrap();
+    assert_eq!(count_rows(&path), 20);
+}
+
+#[test]
+fn a_deleted_database_file_is_recreated_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = AuditStore::open(AuditStoreConfig {
+        flush_interval: Duration::from_millis(20),
+        ..config(&dir)
+    })
+    .unwrap();
+    store.submit(with_bodies("before", 1, 40_000, 100));
+    store.flush().unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    // A large body is chunked: its chunks must go to the new file, not the old one.
+    store.submit(with_bodies("after", 2, 40_000, 100));
+    store.flush().unwrap();
+    assert_eq!(store.stats().reopened, 1);
+    let rows = all(&AuditReader::new(&path));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].request_id, "after");
+    assert_eq!(rows[0].request_body.as_ref().map(|b| b.len()), Some(40_000));
+    store.shutdown().unwrap();
+    assert_eq!(count_rows(&path), 1);
+}
+
+#[test]
+fn pages_are_bounded_by_bytes_and_a_cursor_walks_them_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(config(&dir)).unwrap();
+    // Two records per timestamp, so the cursor's tie-break on seq matters.
+    for i in 0..30 {
+        store.submit(with_bodies(&format!("p{i:02}"), i / 2, 100_000, 1000));
+    }
+    store.flush().unwrap();
+    let reader = store.reader().clone();
+
+    // A listing carries no bodies unless asked.
+    let page = reader.page(&AuditQuery::default()).unwrap();
+    assert!(!page.bodies);
+    assert_eq!(page.records.len(), 30);
+    assert!(page.next_cursor.is_none());
+    assert!(page.records.iter().all(|r| r.request_body.is_none()));
+    // One record by id carries them.
+    let one = reader
+        .page(&AuditQuery {
+            request_id: Some("p07".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(one.bodies);
+    assert_eq!(
+        one.records[0].request_body.as_ref().map(|b| b.len()),
+        Some(100_000)
+    );
+
+    // With bodies, a 350 KB budget holds three ~101 KB records; walk every page,
+    // inserting newer records meanwhile: they must not shift the pages.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for step in 0..100 {
+        let page = reader
+            .page_within(
+                &AuditQuery {
+                    bodies: Some(true),
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                },
+                350_000,
+            )
+            .unwrap();
+        assert!(page.records.len() <= 3, "{}", page.records.len());
+        let bytes: usize = page
+            .records
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap().len())
+            .sum();
+        assert!(bytes <= 350_000, "{bytes}");
+        seen.extend(page.records.iter().map(|r| r.request_id.clone()));
+        store.submit(with_bodies(&format!("new{step}"), 1_000 + step, 10, 10));
+        store.flush().unwrap();
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..30).rev().map(|i| format!("p{i:02}")).collect();
+    assert_eq!(seen, want, "every record once, newest first");
+
+    // `limit` also ends a page with a cursor; a bad cursor is refused.
+    let page = reader
+        .page(&AuditQuery {
+            limit: Some(4),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.records.len(), 4);
+    assert!(page.next_cursor.is_some());
+    let bad = reader.page(&AuditQuery {
+        cursor: Some("x".into()),
+        ..Default::default()
+    });
+    assert!(matches!(bad, Err(AuditError::InvalidQuery(_))));
 }
 
 #[test]

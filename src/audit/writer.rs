@@ -134,6 +134,14 @@ pub(crate) struct Shared {
     pub(crate) staged_lost: AtomicU64,
     pub(crate) staged_evicted: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The last commit failed and none has succeeded since: the store is in a
+    /// failure episode (logged once when it starts and once when it ends).
+    pub(crate) failing: AtomicBool,
+    /// Times the writer found its file deleted or replaced and reopened the path.
+    pub(crate) reopened: AtomicU64,
+    /// Records that could not be written at shutdown (counted in `dropped` too);
+    /// non-zero makes the store's shutdown an error.
+    pub(crate) lost_at_shutdown: AtomicU64,
     /// The writer thread's kernel id, once it runs (0 before; tests read its
     /// scheduling from `/proc`).
     pub(crate) writer_tid: std::sync::atomic::AtomicI32,
@@ -183,6 +191,9 @@ pub(crate) struct WriterSettings {
     pub(crate) max_staged: usize,
     /// Bodies longer than this are chunked.
     pub(crate) chunk_threshold: usize,
+    /// The database file, checked before each commit: if it was deleted or
+    /// replaced, the writer reopens (recreates) it.
+    pub(crate) path: std::path::PathBuf,
 }
 
 impl WriterSettings {
@@ -449,6 +460,26 @@ pub(crate) struct Writer {
     /// chunks only what it adds (see [`super::prefix`]). Holds up to
     /// [`super::prefix::MAX_BYTES`] of bodies alive.
     prefix_cache: PrefixCache,
+    /// Device and inode of the file `conn` has open; `None` after a reopen
+    /// failed (then `conn` is a placeholder and nothing is committed to it).
+    file: Option<FileId>,
+}
+
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+/// The identity of the file at `path` now.
+#[cfg(unix)]
+fn file_id(path: &std::path::Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Without inodes, the file always counts as the one opened.
+#[cfg(not(unix))]
+fn file_id(_path: &std::path::Path) -> std::io::Result<FileId> {
+    Ok((0, 0))
 }
 
 impl Writer {
@@ -459,6 +490,7 @@ impl Writer {
         settings: WriterSettings,
     ) -> Writer {
         let next_prune = later(Instant::now(), settings.prune_interval);
+        let file = file_id(&settings.path).ok();
         Writer {
             conn,
             rx,
@@ -479,7 +511,90 @@ impl Writer {
             waiting: Vec::new(),
             received: 0,
             prefix_cache: PrefixCache::new(),
+            file,
         }
+    }
+
+    /// Make sure `conn` writes to the file at the configured path: if that
+    /// file was deleted or replaced since it was opened (its device/inode
+    /// differ, one `stat` per commit), close the old connection and open the
+    /// path again, recreating the schema. Errors when the path cannot be
+    /// (re)opened; the batch is then kept and retried like any failed commit.
+    fn ensure_file(&mut self) -> Result<(), String> {
+        let now = file_id(&self.settings.path);
+        if let (Some(open), Ok(now)) = (self.file, &now) {
+            if open == *now {
+                return Ok(());
+            }
+        }
+        if let (Some(_), Err(e)) = (self.file, &now) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                // Cannot tell (e.g. a permission change on the directory): keep writing.
+                return Ok(());
+            }
+        }
+        if self.file.is_some() {
+            tracing::warn!(
+                path = %self.settings.path.display(),
+                "audit store: the database file was deleted or replaced; reopening it"
+            );
+        }
+        // Close the old connection before opening the path again: closing
+        // it removes its WAL by name, which must not be the new file's.
+        self.file = None;
+        match Connection::open_in_memory() {
+            Ok(placeholder) => drop(std::mem::replace(&mut self.conn, placeholder)),
+            Err(e) => return Err(format!("cannot close the replaced audit file: {e}")),
+        }
+        // Chunk ids and cached prefixes name rows of the old file.
+        self.prefix_cache.clear();
+        let before = self.tickets.len();
+        self.tickets
+            .retain(|_, stored| matches!(stored, StoredBody::Inline(_)));
+        self.tickets_inline_bytes = self
+            .tickets
+            .values()
+            .map(|s| match s {
+                StoredBody::Inline(b) => b.len(),
+                StoredBody::Chunks(_) => 0,
+            })
+            .sum();
+        let forgotten = (before - self.tickets.len()) as u64;
+        self.shared
+            .staged_evicted
+            .fetch_add(forgotten, Ordering::Relaxed);
+        match schema::open_writer(&self.settings.path) {
+            Ok(conn) => {
+                self.conn = conn;
+                self.file = file_id(&self.settings.path).ok();
+                self.shared.reopened.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    path = %self.settings.path.display(),
+                    "audit store: reopened the database file; records from now on go to it"
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "cannot reopen {}: {e}",
+                self.settings.path.display()
+            )),
+        }
+    }
+
+    /// A commit failed: count it, keep the reason, and log the start of a
+    /// failure episode (once, not per retry).
+    fn commit_failed(&mut self, message: &str) {
+        self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.shared.set_error(message.to_owned());
+        if !self.shared.failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                path = %self.settings.path.display(),
+                error = %message,
+                "audit store: writes are failing; records are kept in memory (bounded) and retried"
+            );
+        }
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
     /// The thread body. Returns when every sender is gone and everything
@@ -692,6 +807,11 @@ impl Writer {
             self.deadline = None;
             return Ok(());
         }
+        if let Err(e) = self.ensure_file() {
+            let message = format!("commit of {} records failed: {e}", self.batch_rows);
+            self.commit_failed(&message);
+            return Err(message);
+        }
         let inline_room = STAGED_INLINE_MAX.saturating_sub(self.tickets_inline_bytes);
         match write_batch(
             &mut self.conn,
@@ -716,14 +836,18 @@ impl Writer {
                 self.deadline = None;
                 self.retry_at = None;
                 self.backoff = INITIAL_BACKOFF;
+                if self.shared.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        path = %self.settings.path.display(),
+                        records = n,
+                        "audit store: writes recovered; the kept records are committed"
+                    );
+                }
                 Ok(())
             }
             Err(e) => {
                 let message = format!("commit of {} records failed: {e}", self.batch_rows);
-                self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.shared.set_error(message.clone());
-                self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.commit_failed(&message);
                 Err(message)
             }
         }
@@ -842,9 +966,15 @@ impl Writer {
             let n = self.batch_rows;
             let counted: usize = self.batch.iter().map(Pending::counted_bytes).sum();
             self.shared.lose(n, counted);
-            self.shared.set_error(format!(
-                "{n} audit records could not be written at shutdown and were dropped"
-            ));
+            let message = format!(
+                "{n} audit records could not be written at shutdown and were dropped: {}",
+                self.shared.last_error().unwrap_or_default()
+            );
+            tracing::error!("audit store: {message}");
+            self.shared.set_error(message);
+            self.shared
+                .lost_at_shutdown
+                .fetch_add(n as u64, Ordering::Relaxed);
             self.batch.clear();
         }
         for ack in self.prune_waiters.drain(..) {
@@ -903,6 +1033,7 @@ mod tests {
             max_staged: 16,
             chunk_threshold: chunks::CHUNK_THRESHOLD,
             priority: crate::audit::WriterPriority::Idle,
+            path: std::path::PathBuf::from("unused.db"),
         }
     }
 

@@ -357,6 +357,16 @@ impl Collector for AuditQueue {
                 "Audit records lost because queue and spill were full",
                 stats.dropped,
             ),
+            (
+                "audit_write_errors",
+                "Audit commits and prunes that failed (the records are kept and retried)",
+                stats.write_errors,
+            ),
+            (
+                "audit_file_reopened",
+                "Times the audit database file was found deleted or replaced and reopened",
+                stats.reopened,
+            ),
         ] {
             let counter = ConstCounter::new(value);
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
