@@ -180,6 +180,12 @@ pub struct TimeoutsConfig {
     pub idle_ms: u64,
     /// On SIGTERM, how long open streams may run before the process exits anyway.
     pub shutdown_grace_ms: u64,
+    /// Time a client has to send its whole request body, from the moment the gateway
+    /// starts reading it; 408 after that, and nothing goes upstream. Default 30000.
+    pub request_body_ms: u64,
+    /// A connection (HTTP/1 keep-alive or HTTP/2) with no request in flight for this
+    /// long is closed. Default 60000.
+    pub idle_connection_ms: u64,
 }
 
 impl Default for TimeoutsConfig {
@@ -189,6 +195,8 @@ impl Default for TimeoutsConfig {
             first_byte_ms: 120_000,
             idle_ms: 300_000,
             shutdown_grace_ms: 30_000,
+            request_body_ms: 30_000,
+            idle_connection_ms: 60_000,
         }
     }
 }
@@ -209,6 +217,12 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Time a client has to send its request head (slow-loris guard).
     pub header_read_timeout_ms: u64,
+    /// Concurrent streams one HTTP/2 connection may open (advertised in SETTINGS;
+    /// streams over it are refused). Default 100.
+    pub max_streams_per_connection: u32,
+    /// Connections open at once; at the cap the gateway stops accepting until one
+    /// closes (new ones wait in the listen backlog). Default 10000.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -218,6 +232,8 @@ impl Default for LimitsConfig {
             max_concurrent_requests: 4096,
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 10_000,
+            max_streams_per_connection: 100,
+            max_connections: 10_000,
         }
     }
 }
@@ -478,10 +494,50 @@ impl Config {
             ("timeouts.connect_ms", self.timeouts.connect_ms),
             ("timeouts.first_byte_ms", self.timeouts.first_byte_ms),
             ("timeouts.idle_ms", self.timeouts.idle_ms),
+            ("timeouts.request_body_ms", self.timeouts.request_body_ms),
+            (
+                "timeouts.idle_connection_ms",
+                self.timeouts.idle_connection_ms,
+            ),
+            (
+                "limits.max_streams_per_connection",
+                u64::from(self.limits.max_streams_per_connection),
+            ),
+            (
+                "limits.max_connections",
+                u64::try_from(self.limits.max_connections).unwrap_or(u64::MAX),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::at(key, "must be positive"));
             }
+        }
+        // A semaphore holds at most this many permits.
+        if self.limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ConfigError::at("limits.max_connections", "is too large"));
+        }
+        self.check_no_empty_secrets()
+    }
+
+    /// An empty key would let an empty `x-api-key:` header in; an empty admin token
+    /// an empty `Bearer`.
+    fn check_no_empty_secrets(&self) -> Result<(), ConfigError> {
+        let empty = |secret: &SecretRef| match secret {
+            SecretRef::Literal(value) => value.expose().is_empty(),
+            SecretRef::Env(name) | SecretRef::Credential(name) => name.is_empty(),
+        };
+        if let Some(auth) = &self.auth {
+            for (i, key) in auth.client_keys.iter().enumerate() {
+                if empty(&key.key) {
+                    return Err(ConfigError::at(
+                        &format!("auth.client_keys[{i}].key"),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+        if self.admin_token.as_ref().is_some_and(empty) {
+            return Err(ConfigError::at("admin_token", "must not be empty"));
         }
         Ok(())
     }

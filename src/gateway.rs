@@ -4,7 +4,9 @@ use crate::audit::{AuditLayer, AuditOptions, AuditQuery, AuditSink, AuditStore, 
 use crate::auth::{bearer_matches, AuthLayer};
 use crate::config::{Config, ConfigError, ProviderKind, Secret, SecretRef};
 use crate::cost::{CostLayer, OnCost};
-use crate::error_response::{ErrorResponseLayer, RequestId, REQUEST_ID_HEADER};
+use crate::error_response::{
+    ErrorResponseLayer, RequestId, REQUEST_ID_HEADER, SDK_REQUEST_ID_HEADER,
+};
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
 use crate::limit::ConcurrencyShedLayer;
@@ -36,10 +38,13 @@ use tower::ServiceBuilder;
 /// 2. `Metrics` — sees the final status of every request, errors included, and records
 ///    each request once.
 /// 3. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
-/// 4. `Shed` — refuses requests over the concurrency limit with 529 before any work.
-/// 5. `Auth` — checks the client key before the body is even read.
-/// 6. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
-///    and a [`RequestMeta`](crate::RequestMeta).
+/// 4. `Auth` — checks the client key before the body is even read.
+/// 5. `Ingress` — reads the body once under the size cap and the body time limit;
+///    everything below sees `Request<Bytes>` and a [`RequestMeta`](crate::RequestMeta).
+/// 6. `Shed` — refuses requests over the concurrency limit with 529 before any upstream
+///    work. It sits below `Ingress` so that only requests whose body has arrived count:
+///    slow uploads cannot take the slots of complete requests (uploads are bounded by
+///    the body time limit and the connection and stream caps instead).
 /// 7. `Route` — decides the attempts (provider and model) from the config's rules.
 /// 8. `Fallback` — calls the attempts in order; holds a stream until its first content
 ///    event so a failure before it moves to the next provider.
@@ -156,15 +161,18 @@ impl GatewayBuilder {
             (None, false) => (None, AuditLayer::disabled()),
         };
 
+        let body_timeout = Duration::from_millis(config.timeouts.request_body_ms);
         let stack = ServiceBuilder::new()
             .layer(audit)
             .layer(MetricsLayer::new(metrics.clone()))
             .layer(ErrorResponseLayer::new())
+            .layer(auth.with_body_timeout(body_timeout))
+            .layer(
+                IngressLayer::new(config.limits.max_request_bytes).with_body_timeout(body_timeout),
+            )
             .layer(ConcurrencyShedLayer::new(
                 config.limits.max_concurrent_requests,
             ))
-            .layer(auth)
-            .layer(IngressLayer::new(config.limits.max_request_bytes))
             .layer(RouteLayer::new(route))
             .layer(fallback)
             .layer(CostLayer::new(prices, self.on_cost))
@@ -501,14 +509,20 @@ async fn audit_records(
     }
 }
 
+/// Marks an answer the gateway made itself, so it gets the SDKs' `request-id` header.
+#[derive(Clone, Copy)]
+struct OwnAnswer;
+
 fn gateway_error(status: http::StatusCode, kind: &str, message: &str) -> axum::response::Response {
     let body = crate::error_response::error_body(kind, message, None);
-    (
+    let mut response = (
         status,
         [(http::header::CONTENT_TYPE, "application/json")],
         body,
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(OwnAnswer);
+    response
 }
 
 async fn prometheus(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
@@ -534,6 +548,13 @@ async fn stamp_request_id(
         let id = request_id.map_or_else(RequestId::generate, |axum::Extension(id)| id);
         if let Ok(value) = HeaderValue::from_str(&id.0) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+    }
+    if response.extensions().get::<OwnAnswer>().is_some()
+        && !response.headers().contains_key(SDK_REQUEST_ID_HEADER)
+    {
+        if let Some(value) = response.headers().get(REQUEST_ID_HEADER).cloned() {
+            response.headers_mut().insert(SDK_REQUEST_ID_HEADER, value);
         }
     }
     response
