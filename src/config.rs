@@ -222,7 +222,7 @@ pub struct LimitsConfig {
     pub max_streams_per_connection: u32,
     /// Connections open at once; at the cap the gateway stops accepting until one
     /// closes (new ones wait in the listen backlog). Default 10000.
-    pub max_connections: usize,
+    pub max_connections: u32,
 }
 
 impl Default for LimitsConfig {
@@ -505,16 +505,12 @@ impl Config {
             ),
             (
                 "limits.max_connections",
-                u64::try_from(self.limits.max_connections).unwrap_or(u64::MAX),
+                u64::from(self.limits.max_connections),
             ),
         ] {
             if value == 0 {
                 return Err(ConfigError::at(key, "must be positive"));
             }
-        }
-        // A semaphore holds at most this many permits.
-        if self.limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(ConfigError::at("limits.max_connections", "is too large"));
         }
         self.check_no_empty_secrets()
     }

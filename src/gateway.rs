@@ -351,70 +351,25 @@ impl Gateway {
     /// Each connection gets `TCP_NODELAY` (streams are many small writes: without it
     /// Nagle and the client's delayed ACK hold events for up to 40 ms), a bound on the
     /// request head (`limits.max_header_bytes`, 431 above) and a time limit for sending
-    /// it (`limits.header_read_timeout_ms`, the slow-loris guard).
+    /// it (`limits.header_read_timeout_ms`, the slow-loris guard). At most
+    /// `limits.max_connections` are open at once (the rest wait to be accepted), each
+    /// HTTP/2 connection may open `limits.max_streams_per_connection` streams, and a
+    /// connection with no request in flight for `timeouts.idle_connection_ms` is closed.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
         grace: Duration,
     ) -> std::io::Result<()> {
-        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-        use hyper_util::server::conn::auto;
-        use hyper_util::service::TowerToHyperService;
-
-        let limits = &self.state.config.limits;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-            .max_buf_size(limits.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let service = TowerToHyperService::new(self.router());
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
-                .into_owned();
-            let connection = graceful.watch(connection);
-            // One task per connection, as every hyper server; streams within it are not
-            // spawned.
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: draining open requests"
-        );
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("grace period over; closing the remaining streams");
-        }
+        crate::serve::serve(
+            self.router(),
+            &self.state.config,
+            self.state.metrics.clone(),
+            listener,
+            shutdown,
+            grace,
+        )
+        .await;
         self.flush_audit().await;
         Ok(())
     }

@@ -70,6 +70,8 @@ pub(crate) struct Series {
     ttft: Histogram,
     overhead: Histogram,
     pub(crate) active_streams: Gauge,
+    pub(crate) open_connections: Gauge,
+    pub(crate) connections_limited: Counter,
 }
 
 impl Series {
@@ -132,6 +134,18 @@ impl Series {
         );
         let active_streams = Gauge::default();
         registry.register("active_streams", "Streams open now", active_streams.clone());
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        let connections_limited = Counter::default();
+        registry.register(
+            "connections_limited",
+            "Connections that waited in the listen backlog because max_connections were open",
+            connections_limited.clone(),
+        );
         registry.register_collector(Box::new(ExactCost(summary)));
         Self {
             registry,
@@ -145,6 +159,8 @@ impl Series {
             ttft,
             overhead,
             active_streams,
+            open_connections,
+            connections_limited,
         }
     }
 
