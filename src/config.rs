@@ -207,7 +207,8 @@ impl Default for TimeoutsConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted (413 above).
     pub max_request_bytes: usize,
-    /// Requests (streams included) in flight at once; the next gets 529 at once.
+    /// Requests (streams included) in flight at once, counted from the moment a
+    /// request's body has been read; the next gets 529 at once.
     pub max_concurrent_requests: usize,
     /// Largest request head (request line and headers) read; 431 above. At least 8192.
     ///

@@ -526,3 +526,109 @@ async fn the_gateways_own_errors_carry_request_id_and_upstream_answers_keep_thei
     assert_eq!(proxied.status(), 429);
     assert_eq!(proxied.headers()["request-id"], "req_upstream_42");
 }
+
+// === out of file descriptors ===
+
+/// Set in the child process that runs [`accept_failures_child`].
+const EMFILE_CHILD: &str = "EDGE_LIMITS_EMFILE_CHILD";
+
+/// Lowering the fd limit would break every other test in this process, so the check
+/// runs in a child process of its own.
+#[test]
+fn out_of_file_descriptors_the_gateway_logs_once_and_keeps_serving() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "accept_failures_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EMFILE_CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "child failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+        "the child test ran"
+    );
+}
+
+/// The highest file descriptor this process has open.
+fn highest_fd() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn accept_failures_child() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    if std::env::var_os(EMFILE_CHILD).is_none() {
+        return; // only meaningful in the child process
+    }
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let upstream = MockUpstream::start().await;
+    let mut config = config_for(&upstream);
+    config.audit.enabled = false;
+    let gateway = start_gateway(config).await;
+    assert_eq!(
+        gateway.get_json("/gateway/health").await["status"],
+        "healthy"
+    );
+
+    let original = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(highest_fd() + 32),
+            maximum: original.maximum,
+        },
+    )
+    .unwrap();
+    // Take every descriptor left, then free one at a time for a client socket: each
+    // connection is pending in the listen backlog and the gateway's accept has no
+    // descriptor for it.
+    let mut holders = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        holders.push(file);
+        assert!(holders.len() < 100_000, "the lowered limit did not apply");
+    }
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        holders.pop();
+        clients.push(std::net::TcpStream::connect(addr(&gateway)).unwrap());
+        // Time for the gateway to try (and fail) to accept it.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    drop(holders);
+    setrlimit(Resource::Nofile, original).unwrap();
+    drop(clients);
+
+    assert_eq!(
+        gateway.get_json("/gateway/health").await["status"],
+        "healthy"
+    );
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert_eq!(
+        text.matches("accept failed").count(),
+        1,
+        "one line per episode:\n{text}"
+    );
+    let metrics = gateway.get_text("/metrics").await;
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("llm_gateway_accept_failures_total "))
+        .expect("the counter is exported");
+    assert!(
+        failures.trim().parse::<u64>().unwrap() > 1,
+        "accept failed repeatedly: {metrics}"
+    );
+}

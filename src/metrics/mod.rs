@@ -135,6 +135,11 @@ impl GatewayMetrics {
         self.inner.prometheus.connections_limited.inc();
     }
 
+    /// Accepting a client connection failed.
+    pub(crate) fn accept_failed(&self) {
+        self.inner.prometheus.accept_failures.inc();
+    }
+
     pub(crate) fn record(&self, request: FinishedRequest) {
         self.inner.prometheus.record(&request);
         self.lock_summary().record(request);

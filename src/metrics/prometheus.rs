@@ -72,6 +72,7 @@ pub(crate) struct Series {
     pub(crate) active_streams: Gauge,
     pub(crate) open_connections: Gauge,
     pub(crate) connections_limited: Counter,
+    pub(crate) accept_failures: Counter,
 }
 
 impl Series {
@@ -146,6 +147,12 @@ impl Series {
             "Connections that waited in the listen backlog because max_connections were open",
             connections_limited.clone(),
         );
+        let accept_failures = Counter::default();
+        registry.register(
+            "accept_failures",
+            "Failed accepts of client connections (out of file descriptors and the like)",
+            accept_failures.clone(),
+        );
         registry.register_collector(Box::new(ExactCost(summary)));
         Self {
             registry,
@@ -161,6 +168,7 @@ impl Series {
             active_streams,
             open_connections,
             connections_limited,
+            accept_failures,
         }
     }
 

@@ -10,12 +10,17 @@
 //! - an HTTP/2 connection may open `limits.max_streams_per_connection` streams at once
 //!   and is pinged while open, so a dead peer is dropped;
 //! - HTTP/1 request heads are bounded in size and time.
+//!
+//! A failing `accept` (out of file descriptors) is retried after a pause, never in a
+//! busy loop; it and the connection cap are logged once per episode and counted.
 
 mod activity;
+mod episode;
 
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use activity::{Activity, Tracked};
+use episode::Episode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -43,20 +48,20 @@ pub(crate) async fn serve(
     let max_connections = limits.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     let (stop, stopped) = watch::channel(false);
-    let mut at_cap = false;
-    let mut accept_failing = false;
+    let mut at_cap = Episode::default();
+    let mut accept_failing = Episode::default();
     tokio::pin!(shutdown);
     loop {
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                if std::mem::take(&mut at_cap) {
-                    tracing::info!(max_connections, "below the connection limit again");
+                if let Some(times) = at_cap.cleared() {
+                    tracing::info!(max_connections, times, "below the connection limit again");
                 }
                 slot
             }
             Err(_) => {
                 metrics.connection_limited();
-                if !std::mem::replace(&mut at_cap, true) {
+                if at_cap.occurred() {
                     tracing::warn!(
                         max_connections,
                         "at the connection limit: new connections wait until one closes"
@@ -76,8 +81,9 @@ pub(crate) async fn serve(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: keep serving what is open,
-                    // retry shortly, and say so once, not once per attempt.
-                    if !std::mem::replace(&mut accept_failing, true) {
+                    // retry shortly, and say so once per episode, not once per attempt.
+                    metrics.accept_failed();
+                    if accept_failing.occurred() {
                         tracing::warn!(%error, "accept failed; retrying until it succeeds");
                     }
                     drop(slot);
@@ -89,8 +95,8 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        if std::mem::take(&mut accept_failing) {
-            tracing::info!("accepting connections again");
+        if let Some(failures) = accept_failing.cleared() {
+            tracing::info!(failures, "accepting connections again");
         }
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
