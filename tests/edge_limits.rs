@@ -440,14 +440,15 @@ async fn invalid_utf8_and_raw_control_characters_in_strings_are_400_and_never_se
 }
 
 fn with_client_key(key: &str) -> Config {
-    let mut config = Config::default();
-    config.auth = Some(AuthConfig {
-        client_keys: vec![ClientKey {
-            name: "blank".into(),
-            key: SecretRef::Literal(Secret::new(key)),
-        }],
-    });
-    config
+    Config {
+        auth: Some(AuthConfig {
+            client_keys: vec![ClientKey {
+                name: "blank".into(),
+                key: SecretRef::Literal(Secret::new(key)),
+            }],
+        }),
+        ..Config::default()
+    }
 }
 
 #[test]
@@ -465,8 +466,10 @@ fn an_empty_client_key_or_admin_token_is_refused_at_start() {
         error.to_string().contains("auth.client_keys[0].key"),
         "{error}"
     );
-    let mut config = Config::default();
-    config.admin_token = Some(SecretRef::Literal(Secret::new("")));
+    let config = Config {
+        admin_token: Some(SecretRef::Literal(Secret::new(""))),
+        ..Config::default()
+    };
     let error = Gateway::new(config)
         .err()
         .expect("an empty admin token is refused");
