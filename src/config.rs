@@ -184,7 +184,8 @@ pub struct TimeoutsConfig {
     /// starts reading it; 408 after that, and nothing goes upstream. Default 30000.
     pub request_body_ms: u64,
     /// A connection (HTTP/1 keep-alive or HTTP/2) with no request in flight for this
-    /// long is closed. Default 60000.
+    /// long is closed. HTTP/2 connections are also pinged at this interval, and one
+    /// whose peer does not answer a ping within 20 s is dropped. Default 60000.
     pub idle_connection_ms: u64,
 }
 
@@ -731,5 +732,38 @@ cache_read = 0.30
         assert!(
             err.contains("providers.a.api_key") && err.contains("LLM_GATEWAY_TEST_SURELY_UNSET")
         );
+    }
+
+    #[test]
+    fn edge_bounds_parse_default_and_refuse_zero() {
+        let config = Config::default();
+        assert_eq!(config.timeouts.request_body_ms, 30_000);
+        assert_eq!(config.timeouts.idle_connection_ms, 60_000);
+        assert_eq!(config.limits.max_streams_per_connection, 100);
+        assert_eq!(config.limits.max_connections, 10_000);
+        let config = Config::from_toml_str(
+            "[timeouts]\nrequest_body_ms = 5\nidle_connection_ms = 6\n[limits]\nmax_streams_per_connection = 7\nmax_connections = 8\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config.timeouts.request_body_ms,
+                config.timeouts.idle_connection_ms,
+                config.limits.max_streams_per_connection,
+                config.limits.max_connections
+            ),
+            (5, 6, 7, 8)
+        );
+        for (section, key) in [
+            ("timeouts", "request_body_ms"),
+            ("timeouts", "idle_connection_ms"),
+            ("limits", "max_streams_per_connection"),
+            ("limits", "max_connections"),
+        ] {
+            let err = Config::from_toml_str(&format!("[{section}]\n{key} = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{section}.{key}")), "{err}");
+        }
     }
 }

@@ -355,6 +355,8 @@ impl Gateway {
     /// `limits.max_connections` are open at once (the rest wait to be accepted), each
     /// HTTP/2 connection may open `limits.max_streams_per_connection` streams, and a
     /// connection with no request in flight for `timeouts.idle_connection_ms` is closed.
+    /// A server of your own mounting [`router`](Self::router) gets the request-level
+    /// bounds (body size and time, concurrency) but must bound its connections itself.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
