@@ -183,6 +183,13 @@ pub struct TimeoutsConfig {
     pub idle_ms: u64,
     /// On SIGTERM, how long open streams may run before the process exits anyway.
     pub shutdown_grace_ms: u64,
+    /// Time a client has to send its whole request body, from the moment the gateway
+    /// starts reading it; 408 after that, and nothing goes upstream. Default 30000.
+    pub request_body_ms: u64,
+    /// A connection (HTTP/1 keep-alive or HTTP/2) with no request in flight for this
+    /// long is closed. HTTP/2 connections are also pinged at this interval, and one
+    /// whose peer does not answer a ping within 20 s is dropped. Default 60000.
+    pub idle_connection_ms: u64,
 }
 
 impl Default for TimeoutsConfig {
@@ -192,6 +199,8 @@ impl Default for TimeoutsConfig {
             first_byte_ms: 120_000,
             idle_ms: 300_000,
             shutdown_grace_ms: 30_000,
+            request_body_ms: 30_000,
+            idle_connection_ms: 60_000,
         }
     }
 }
@@ -202,7 +211,8 @@ impl Default for TimeoutsConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted (413 above).
     pub max_request_bytes: usize,
-    /// Requests (streams included) in flight at once; the next gets 529 at once.
+    /// Requests (streams included) in flight at once, counted from the moment a
+    /// request's body has been read; the next gets 529 at once.
     pub max_concurrent_requests: usize,
     /// Largest request head (request line and headers) read; 431 above. At least 8192.
     ///
@@ -212,6 +222,12 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Time a client has to send its request head (slow-loris guard).
     pub header_read_timeout_ms: u64,
+    /// Concurrent streams one HTTP/2 connection may open (advertised in SETTINGS;
+    /// streams over it are refused). Default 100.
+    pub max_streams_per_connection: u32,
+    /// Connections open at once; at the cap the gateway stops accepting until one
+    /// closes (new ones wait in the listen backlog). Default 10000.
+    pub max_connections: u32,
 }
 
 impl Default for LimitsConfig {
@@ -221,6 +237,8 @@ impl Default for LimitsConfig {
             max_concurrent_requests: 4096,
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 10_000,
+            max_streams_per_connection: 100,
+            max_connections: 10_000,
         }
     }
 }
@@ -502,6 +520,19 @@ impl Config {
             ("timeouts.connect_ms", self.timeouts.connect_ms),
             ("timeouts.first_byte_ms", self.timeouts.first_byte_ms),
             ("timeouts.idle_ms", self.timeouts.idle_ms),
+            ("timeouts.request_body_ms", self.timeouts.request_body_ms),
+            (
+                "timeouts.idle_connection_ms",
+                self.timeouts.idle_connection_ms,
+            ),
+            (
+                "limits.max_streams_per_connection",
+                u64::from(self.limits.max_streams_per_connection),
+            ),
+            (
+                "limits.max_connections",
+                u64::from(self.limits.max_connections),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::at(key, "must be positive"));
@@ -509,6 +540,29 @@ impl Config {
         }
         if self.fallback.max_hold_ms == 0 {
             return Err(ConfigError::at("fallback.max_hold_ms", "must be positive"));
+        }
+        self.check_no_empty_secrets()
+    }
+
+    /// An empty key would let an empty `x-api-key:` header in; an empty admin token
+    /// an empty `Bearer`.
+    fn check_no_empty_secrets(&self) -> Result<(), ConfigError> {
+        let empty = |secret: &SecretRef| match secret {
+            SecretRef::Literal(value) => value.expose().is_empty(),
+            SecretRef::Env(name) | SecretRef::Credential(name) => name.is_empty(),
+        };
+        if let Some(auth) = &self.auth {
+            for (i, key) in auth.client_keys.iter().enumerate() {
+                if empty(&key.key) {
+                    return Err(ConfigError::at(
+                        &format!("auth.client_keys[{i}].key"),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+        if self.admin_token.as_ref().is_some_and(empty) {
+            return Err(ConfigError::at("admin_token", "must not be empty"));
         }
         Ok(())
     }
@@ -716,5 +770,38 @@ cache_read = 0.30
         assert!(
             err.contains("providers.a.api_key") && err.contains("LLM_GATEWAY_TEST_SURELY_UNSET")
         );
+    }
+
+    #[test]
+    fn edge_bounds_parse_default_and_refuse_zero() {
+        let config = Config::default();
+        assert_eq!(config.timeouts.request_body_ms, 30_000);
+        assert_eq!(config.timeouts.idle_connection_ms, 60_000);
+        assert_eq!(config.limits.max_streams_per_connection, 100);
+        assert_eq!(config.limits.max_connections, 10_000);
+        let config = Config::from_toml_str(
+            "[timeouts]\nrequest_body_ms = 5\nidle_connection_ms = 6\n[limits]\nmax_streams_per_connection = 7\nmax_connections = 8\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config.timeouts.request_body_ms,
+                config.timeouts.idle_connection_ms,
+                config.limits.max_streams_per_connection,
+                config.limits.max_connections
+            ),
+            (5, 6, 7, 8)
+        );
+        for (section, key) in [
+            ("timeouts", "request_body_ms"),
+            ("timeouts", "idle_connection_ms"),
+            ("limits", "max_streams_per_connection"),
+            ("limits", "max_connections"),
+        ] {
+            let err = Config::from_toml_str(&format!("[{section}]\n{key} = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{section}.{key}")), "{err}");
+        }
     }
 }

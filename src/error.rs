@@ -40,6 +40,8 @@ pub enum ErrorKind {
     Overloaded,
     /// A bug or an unexpected local failure.
     Internal,
+    /// The client did not send its whole request body within `timeouts.request_body_ms`.
+    RequestTimeout,
 }
 
 /// An upstream's non-success answer, kept so it can be returned to the client as it came.
@@ -147,6 +149,7 @@ impl Error {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -157,7 +160,7 @@ impl Error {
             ErrorKind::BodyTooLarge => "request_too_large",
             ErrorKind::Unauthorized => "authentication_error",
             ErrorKind::NotFound | ErrorKind::MethodNotAllowed => "not_found_error",
-            ErrorKind::Timeout => "timeout_error",
+            ErrorKind::Timeout | ErrorKind::RequestTimeout => "timeout_error",
             ErrorKind::Overloaded | ErrorKind::UpstreamEvent => "overloaded_error",
             _ => anthropic_type_for_status(self.status()),
         }

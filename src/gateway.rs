@@ -4,7 +4,9 @@ use crate::audit::{AuditLayer, AuditOptions, AuditQuery, AuditSink, AuditStore, 
 use crate::auth::{bearer_matches, AuthLayer};
 use crate::config::{Config, ConfigError, ProviderKind, Secret, SecretRef};
 use crate::cost::{CostLayer, OnCost};
-use crate::error_response::{ErrorResponseLayer, RequestId, REQUEST_ID_HEADER};
+use crate::error_response::{
+    ErrorResponseLayer, RequestId, REQUEST_ID_HEADER, SDK_REQUEST_ID_HEADER,
+};
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
 use crate::limit::ConcurrencyShedLayer;
@@ -36,10 +38,13 @@ use tower::ServiceBuilder;
 /// 2. `Metrics` — sees the final status of every request, errors included, and records
 ///    each request once.
 /// 3. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
-/// 4. `Shed` — refuses requests over the concurrency limit with 529 before any work.
-/// 5. `Auth` — checks the client key before the body is even read.
-/// 6. `Ingress` — reads the body once under the cap; everything below sees `Request<Bytes>`
-///    and a [`RequestMeta`](crate::RequestMeta).
+/// 4. `Auth` — checks the client key before the body is even read.
+/// 5. `Ingress` — reads the body once under the size cap and the body time limit;
+///    everything below sees `Request<Bytes>` and a [`RequestMeta`](crate::RequestMeta).
+/// 6. `Shed` — refuses requests over the concurrency limit with 529 before any upstream
+///    work. It sits below `Ingress` so that only requests whose body has arrived count:
+///    slow uploads cannot take the slots of complete requests (uploads are bounded by
+///    the body time limit and the connection and stream caps instead).
 /// 7. `Route` — decides the attempts (provider and model) from the config's rules.
 /// 8. `Fallback` — calls the attempts in order; holds a stream until its first content
 ///    event so a failure before it moves to the next provider (past
@@ -163,15 +168,18 @@ impl GatewayBuilder {
             (None, false) => (None, AuditLayer::disabled()),
         };
 
+        let body_timeout = Duration::from_millis(config.timeouts.request_body_ms);
         let stack = ServiceBuilder::new()
             .layer(audit)
             .layer(MetricsLayer::new(metrics.clone()))
             .layer(ErrorResponseLayer::new())
+            .layer(auth.with_body_timeout(body_timeout))
+            .layer(
+                IngressLayer::new(config.limits.max_request_bytes).with_body_timeout(body_timeout),
+            )
             .layer(ConcurrencyShedLayer::new(
                 config.limits.max_concurrent_requests,
             ))
-            .layer(auth)
-            .layer(IngressLayer::new(config.limits.max_request_bytes))
             .layer(RouteLayer::new(route))
             .layer(fallback)
             .layer(CostLayer::new(prices, self.on_cost))
@@ -350,70 +358,27 @@ impl Gateway {
     /// Each connection gets `TCP_NODELAY` (streams are many small writes: without it
     /// Nagle and the client's delayed ACK hold events for up to 40 ms), a bound on the
     /// request head (`limits.max_header_bytes`, 431 above) and a time limit for sending
-    /// it (`limits.header_read_timeout_ms`, the slow-loris guard).
+    /// it (`limits.header_read_timeout_ms`, the slow-loris guard). At most
+    /// `limits.max_connections` are open at once (the rest wait to be accepted), each
+    /// HTTP/2 connection may open `limits.max_streams_per_connection` streams, and a
+    /// connection with no request in flight for `timeouts.idle_connection_ms` is closed.
+    /// A server of your own mounting [`router`](Self::router) gets the request-level
+    /// bounds (body size and time, concurrency) but must bound its connections itself.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
         grace: Duration,
     ) -> std::io::Result<()> {
-        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-        use hyper_util::server::conn::auto;
-        use hyper_util::service::TowerToHyperService;
-
-        let limits = &self.state.config.limits;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-            .max_buf_size(limits.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let service = TowerToHyperService::new(self.router());
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
-                .into_owned();
-            let connection = graceful.watch(connection);
-            // One task per connection, as every hyper server; streams within it are not
-            // spawned.
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: draining open requests"
-        );
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("grace period over; closing the remaining streams");
-        }
+        crate::serve::serve(
+            self.router(),
+            &self.state.config,
+            self.state.metrics.clone(),
+            listener,
+            shutdown,
+            grace,
+        )
+        .await;
         self.flush_audit().await;
         Ok(())
     }
@@ -540,14 +505,20 @@ async fn audit_records(
     }
 }
 
+/// Marks an answer the gateway made itself, so it gets the SDKs' `request-id` header.
+#[derive(Clone, Copy)]
+struct OwnAnswer;
+
 fn gateway_error(status: http::StatusCode, kind: &str, message: &str) -> axum::response::Response {
     let body = crate::error_response::error_body(kind, message, None);
-    (
+    let mut response = (
         status,
         [(http::header::CONTENT_TYPE, "application/json")],
         body,
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(OwnAnswer);
+    response
 }
 
 async fn prometheus(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
@@ -573,6 +544,13 @@ async fn stamp_request_id(
         let id = request_id.map_or_else(RequestId::generate, |axum::Extension(id)| id);
         if let Ok(value) = HeaderValue::from_str(&id.0) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+    }
+    if response.extensions().get::<OwnAnswer>().is_some()
+        && !response.headers().contains_key(SDK_REQUEST_ID_HEADER)
+    {
+        if let Some(value) = response.headers().get(REQUEST_ID_HEADER).cloned() {
+            response.headers_mut().insert(SDK_REQUEST_ID_HEADER, value);
         }
     }
     response

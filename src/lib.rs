@@ -9,7 +9,7 @@
 //! handlers.
 //!
 //! ```text
-//! client ─▶ axum ─▶ Audit ─▶ Metrics ─▶ ErrorResponse ─▶ Shed ─▶ Auth ─▶ Ingress ─▶ Route ─▶ Fallback
+//! client ─▶ axum ─▶ Audit ─▶ Metrics ─▶ ErrorResponse ─▶ Auth ─▶ Ingress ─▶ Shed ─▶ Route ─▶ Fallback
 //!                                          ┌──────────── per attempt ────────────┘
 //!                                          └▶ Cost ─▶ Usage ─▶ Timeout ─▶ ProviderSet ─▶ anthropic | openai | azure
 //! ```
@@ -82,6 +82,7 @@ pub mod observers;
 pub mod pricing;
 pub mod provider;
 pub mod route;
+mod serve;
 pub mod sse;
 pub mod timeout;
 pub mod usage;

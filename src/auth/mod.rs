@@ -15,11 +15,13 @@
 
 use crate::config::Secret;
 use crate::error::{Error, ErrorKind};
-use futures_util::future::{Either, Ready};
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, Either};
 use http::{header, HeaderMap, Request};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
@@ -32,6 +34,8 @@ pub struct ClientName(pub Arc<str>);
 pub struct AuthLayer {
     keys: Arc<Vec<(Arc<str>, [u8; 32])>>,
     enabled: bool,
+    /// How long a refused request's body is drained before the 401 goes out.
+    drain_within: Duration,
 }
 
 impl std::fmt::Debug for AuthLayer {
@@ -42,16 +46,26 @@ impl std::fmt::Debug for AuthLayer {
 }
 
 impl AuthLayer {
-    /// A layer accepting `keys`, each with the name audit and metrics show.
+    /// A layer accepting `keys`, each with the name audit and metrics show. An empty
+    /// key is never accepted, so it is left out.
     pub fn new(keys: Vec<(String, Secret)>) -> Self {
         let keys = keys
             .into_iter()
+            .filter(|(_, key)| !key.expose().is_empty())
             .map(|(name, key)| (Arc::from(name), digest(key.expose().as_bytes())))
             .collect();
         Self {
             keys: Arc::new(keys),
             enabled: true,
+            drain_within: crate::ingress::DEFAULT_BODY_TIMEOUT,
         }
+    }
+
+    /// Before answering 401, read and discard what the client is still uploading for
+    /// at most `within` (the body time limit), so it can read the answer.
+    pub fn with_body_timeout(mut self, within: Duration) -> Self {
+        self.drain_within = within;
+        self
     }
 
     /// A layer that lets every request through (no `[auth]` configured).
@@ -59,12 +73,13 @@ impl AuthLayer {
         Self {
             keys: Arc::new(Vec::new()),
             enabled: false,
+            drain_within: crate::ingress::DEFAULT_BODY_TIMEOUT,
         }
     }
 
-    /// The name of the key in `headers`, if it is one of ours.
+    /// The name of the key in `headers`, if it is one of ours (an empty key never is).
     pub fn authenticate(&self, headers: &HeaderMap) -> Option<Arc<str>> {
-        let presented = presented_key(headers)?;
+        let presented = presented_key(headers).filter(|key| !key.is_empty())?;
         let presented = digest(presented);
         let mut found = None;
         for (name, key) in self.keys.iter() {
@@ -114,10 +129,12 @@ pub struct AuthService<S> {
 impl<S, B> Service<Request<B>> for AuthService<S>
 where
     S: Service<Request<B>, Error = Error>,
+    S::Response: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
 {
     type Response = S::Response;
     type Error = Error;
-    type Future = Either<S::Future, Ready<Result<S::Response, Error>>>;
+    type Future = Either<S::Future, BoxFuture<'static, Result<S::Response, Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -142,10 +159,11 @@ where
                 } else {
                     "a client key is required (x-api-key or Authorization: Bearer)"
                 };
-                Either::Right(futures_util::future::ready(Err(Error::new(
-                    ErrorKind::Unauthorized,
-                    message,
-                ))))
+                let within = self.layer.drain_within;
+                Either::Right(Box::pin(async move {
+                    crate::ingress::drain(request.into_body(), within).await;
+                    Err(Error::new(ErrorKind::Unauthorized, message))
+                }))
             }
         }
     }
@@ -161,9 +179,11 @@ pub fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
         return false;
     };
     let (scheme, presented) = value.split_at(space);
-    let presented = digest(presented.trim_ascii());
+    let presented = presented.trim_ascii();
+    let non_empty = !presented.is_empty() & !token.expose().is_empty();
+    let presented = digest(presented);
     let expected = digest(token.expose().as_bytes());
-    scheme.eq_ignore_ascii_case(b"bearer") & bool::from(presented.ct_eq(&expected))
+    non_empty & scheme.eq_ignore_ascii_case(b"bearer") & bool::from(presented.ct_eq(&expected))
 }
 
 #[cfg(test)]
@@ -223,6 +243,23 @@ mod tests {
             &token
         ));
         assert!(!bearer_matches(&HeaderMap::new(), &token));
+    }
+
+    #[test]
+    fn an_empty_key_never_authenticates() {
+        let layer = AuthLayer::new(vec![
+            ("empty".into(), Secret::new("")),
+            ("ci".into(), Secret::new("gk-ci")),
+        ]);
+        assert_eq!(layer.authenticate(&headers(&[("x-api-key", "")])), None);
+        assert_eq!(
+            layer.authenticate(&headers(&[("authorization", "Bearer ")])),
+            None
+        );
+        assert!(!bearer_matches(
+            &headers(&[("authorization", "Bearer ")]),
+            &Secret::new("")
+        ));
     }
 
     #[test]

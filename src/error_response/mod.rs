@@ -16,7 +16,7 @@ mod body;
 mod render;
 
 pub use body::RescueBody;
-pub use render::{error_body, error_response};
+pub use render::{error_body, error_response, SDK_REQUEST_ID_HEADER};
 
 use crate::error::Error;
 use bytes::Bytes;

@@ -40,6 +40,10 @@ pub fn error_body(error_type: &str, message: &str, request_id: Option<&str>) -> 
         })
 }
 
+/// The header Anthropic's SDKs read a request id from; the gateway's own answers carry
+/// its id there too (an upstream's answer keeps the upstream's).
+pub const SDK_REQUEST_ID_HEADER: &str = "request-id";
+
 /// The response a client gets for `error`.
 ///
 /// An upstream's own error answer comes back with its status, its headers worth keeping
@@ -60,7 +64,13 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Bytes> {
                 error_body(error.anthropic_type(), &message, Some(request_id))
             }
         }
-        None => error_body(error.anthropic_type(), error.message(), Some(request_id)),
+        None => {
+            // The gateway's own answer: the SDKs read their `request_id` from here.
+            if let Ok(value) = HeaderValue::from_str(request_id) {
+                headers.insert(SDK_REQUEST_ID_HEADER, value);
+            }
+            error_body(error.anthropic_type(), error.message(), Some(request_id))
+        }
     };
     headers.insert(
         header::CONTENT_TYPE,

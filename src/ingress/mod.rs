@@ -6,13 +6,21 @@
 //! out; every other byte goes upstream as it came. One [`RequestMeta`] goes into the
 //! request's extensions for the layers below.
 //!
+//! The whole body must arrive within the body time limit (408 after it); a request
+//! refused before its body is read (unknown path or method) has the rest of its body
+//! drained first, so a client still uploading reads the answer instead of a reset.
+//!
 //! ```
 //! use llm_gateway::ingress::IngressLayer;
-//! let layer = IngressLayer::new(32 * 1024 * 1024);
+//! use std::time::Duration;
+//! let layer = IngressLayer::new(32 * 1024 * 1024).with_body_timeout(Duration::from_secs(30));
 //! # let _ = layer;
 //! ```
 
+mod drain;
 mod peek;
+
+pub(crate) use drain::drain;
 
 use crate::error::{Error, ErrorKind};
 use crate::error_response::RequestId;
@@ -23,19 +31,41 @@ use http::{header, Method, Request, Response};
 use http_body_util::BodyExt;
 use std::ops::Range;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tower::{Layer, Service};
+
+/// The default time a client has to send its whole body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads and checks request bodies; see the [module docs](self).
 #[derive(Clone, Copy, Debug)]
 pub struct IngressLayer {
-    max_request_bytes: usize,
+    limits: BodyLimits,
+}
+
+/// How much body, and how long to send it.
+#[derive(Clone, Copy, Debug)]
+struct BodyLimits {
+    max_bytes: usize,
+    timeout: Duration,
 }
 
 impl IngressLayer {
-    /// A layer that refuses bodies over `max_request_bytes` with 413.
+    /// A layer that refuses bodies over `max_request_bytes` with 413, and bodies not
+    /// read within [`DEFAULT_BODY_TIMEOUT`] with 408.
     pub fn new(max_request_bytes: usize) -> Self {
-        Self { max_request_bytes }
+        Self {
+            limits: BodyLimits {
+                max_bytes: max_request_bytes,
+                timeout: DEFAULT_BODY_TIMEOUT,
+            },
+        }
+    }
+
+    /// Answer 408 when the whole body has not arrived within `timeout`.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.timeout = timeout;
+        self
     }
 }
 
@@ -45,7 +75,7 @@ impl<S> Layer<S> for IngressLayer {
     fn layer(&self, inner: S) -> Self::Service {
         IngressService {
             inner,
-            max_request_bytes: self.max_request_bytes,
+            limits: self.limits,
         }
     }
 }
@@ -54,7 +84,7 @@ impl<S> Layer<S> for IngressLayer {
 #[derive(Clone, Debug)]
 pub struct IngressService<S> {
     inner: S,
-    max_request_bytes: usize,
+    limits: BodyLimits,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for IngressService<S>
@@ -76,16 +106,16 @@ where
         // Call the service that was made ready, not a fresh clone of it.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let max = self.max_request_bytes;
+        let limits = self.limits;
         Box::pin(async move {
-            let request = read_request(request, max).await?;
+            let request = read_request(request, limits).await?;
             inner.call(request).await
         })
     }
 }
 
 /// Read the body under the cap, check it and attach the [`RequestMeta`].
-async fn read_request<B>(request: Request<B>, max: usize) -> Result<Request<Bytes>, Error>
+async fn read_request<B>(request: Request<B>, limits: BodyLimits) -> Result<Request<Bytes>, Error>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -93,7 +123,14 @@ where
     let received_at = Instant::now();
     let received_at_wall = SystemTime::now();
     let (mut parts, body) = request.into_parts();
-    let endpoint = endpoint_for(&parts.method, parts.uri.path())?;
+    let endpoint = match endpoint_for(&parts.method, parts.uri.path()) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            drain(body, limits.timeout).await;
+            return Err(error);
+        }
+    };
+    let max = limits.max_bytes;
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -102,7 +139,9 @@ where
     if declared.is_some_and(|length| length > max as u64) {
         return Err(too_large(max));
     }
-    let body = collect_body(body, declared, max).await?;
+    let body = tokio::time::timeout(limits.timeout, collect_body(body, declared, max))
+        .await
+        .map_err(|_| body_timeout(limits.timeout))??;
     if let Some(clock) = parts
         .extensions
         .get::<std::sync::Arc<crate::meta::RequestClock>>()
@@ -139,6 +178,16 @@ where
     }
     parts.extensions.insert(meta);
     Ok(Request::from_parts(parts, body))
+}
+
+fn body_timeout(timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::RequestTimeout,
+        format!(
+            "the request body did not arrive within the gateway's limit of {} ms",
+            timeout.as_millis()
+        ),
+    )
 }
 
 fn too_large(max: usize) -> Error {

@@ -52,7 +52,16 @@ struct Scanner<'a> {
 }
 
 /// Scan `body`, a JSON object, for its `model`, `stream`, `agent_type` and `messages`.
+///
+/// The body must be UTF-8 throughout, and its strings must not hold raw control
+/// characters (below U+0020) or unknown escapes, as JSON requires.
 pub(crate) fn peek(body: &[u8]) -> Result<Peeked, PeekError> {
+    if let Err(error) = std::str::from_utf8(body) {
+        return Err(PeekError::Malformed(format!(
+            "the body is not valid UTF-8 (at byte {})",
+            error.valid_up_to()
+        )));
+    }
     let mut scanner = Scanner {
         bytes: body,
         pos: 0,
@@ -169,6 +178,23 @@ fn decode_string(raw: &[u8]) -> Result<String, String> {
     serde_json::from_slice(raw).map_err(|e| format!("a string is not valid JSON: {e}"))
 }
 
+/// Where the first byte below 0x20 is in `bytes` (which JSON forbids raw in strings).
+///
+/// Checked a block at a time without early exit inside a block, so it compiles to
+/// vector compares; strings are most of a request body.
+fn first_control(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let mut blocks = bytes.chunks(BLOCK);
+    let mut offset = 0;
+    for block in blocks.by_ref() {
+        if block.iter().fold(false, |found, b| found | (*b < 0x20)) {
+            return block.iter().position(|b| *b < 0x20).map(|i| offset + i);
+        }
+        offset += block.len();
+    }
+    None
+}
+
 // === impl Scanner ===
 
 impl Scanner<'_> {
@@ -209,16 +235,27 @@ impl Scanner<'_> {
         }
         self.pos += 1;
         while let Some(offset) = memchr2(b'"', b'\\', &self.bytes[self.pos..]) {
+            if let Some(at) = first_control(&self.bytes[self.pos..self.pos + offset]) {
+                self.pos += at;
+                return Err(self.error("a string holds a raw control character"));
+            }
             self.pos += offset;
             if self.bytes[self.pos] == b'"' {
                 self.pos += 1;
                 return Ok(start..self.pos);
             }
-            // A backslash escapes the next byte, whatever it is.
-            if self.pos + 1 >= self.bytes.len() {
-                break;
+            match self.bytes.get(self.pos + 1) {
+                None => break,
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 2,
+                Some(b'u') => {
+                    let hex = self.bytes.get(self.pos + 2..self.pos + 6);
+                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                        return Err(self.error("a `\\u` escape needs four hex digits"));
+                    }
+                    self.pos += 6;
+                }
+                Some(_) => return Err(self.error("a string holds an unknown escape")),
             }
-            self.pos += 2;
         }
         self.pos = self.bytes.len();
         Err(self.error("unterminated string"))
@@ -383,6 +420,34 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn bad_utf8_control_characters_and_escapes_are_refused() {
+        for body in [
+            &b"{\"model\":\"m\",\"messages\":[],\"x\":\"\xff\"}"[..],
+            b"{\"model\":\"m\xc3\",\"messages\":[]}",
+            b"{\"model\":\"m\",\"messages\":[\"a\x00b\"]}",
+            b"{\"model\":\"m\",\"messages\":[\"line\nbreak\"]}",
+            b"{\"model\":\"m\",\"messages\":[\"tab\tin\"]}",
+            b"{\"model\":\"m\",\"messages\":[\"\\x\"]}",
+            b"{\"model\":\"m\",\"messages\":[\"\\u12\"]}",
+            b"{\"model\":\"m\",\"messages\":[\"\\\x01\"]}",
+        ] {
+            assert!(
+                matches!(peek(body), Err(PeekError::Malformed(_))),
+                "{:?} should be malformed",
+                String::from_utf8_lossy(body)
+            );
+            assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
+        }
+        // Escaped forms and whitespace between tokens are fine.
+        let long = format!(
+            r#"{{"model":"m","messages":["{}\n\t\u0000é"],
+	"stream":true}}"#,
+            "x".repeat(200)
+        );
+        assert!(peek(long.as_bytes()).is_ok());
     }
 
     #[test]

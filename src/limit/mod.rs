@@ -1,7 +1,8 @@
 //! Load shedding: at most N requests in flight; the next one gets `529` at once.
 //!
-//! A permit is taken when a request arrives and released when its answer's body ends or
-//! is dropped, so a stream holds its permit for as long as it runs. Over the limit the
+//! A permit is taken when a request reaches this layer — in the gateway, once its body
+//! has been read, so a slow upload never holds one — and released when its answer's
+//! body ends or is dropped, so a stream holds its permit for as long as it runs. Over the limit the
 //! request is refused immediately with an Anthropic-shaped `overloaded_error` (which
 //! clients retry), never queued: a queue would only turn overload into timeouts.
 //!

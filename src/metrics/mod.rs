@@ -120,6 +120,26 @@ impl GatewayMetrics {
         self.inner.prometheus.active_streams.dec();
     }
 
+    /// A client connection was accepted.
+    pub(crate) fn connection_opened(&self) {
+        self.inner.prometheus.open_connections.inc();
+    }
+
+    /// A client connection closed.
+    pub(crate) fn connection_closed(&self) {
+        self.inner.prometheus.open_connections.dec();
+    }
+
+    /// A connection had to wait because `limits.max_connections` were open.
+    pub(crate) fn connection_limited(&self) {
+        self.inner.prometheus.connections_limited.inc();
+    }
+
+    /// Accepting a client connection failed.
+    pub(crate) fn accept_failed(&self) {
+        self.inner.prometheus.accept_failures.inc();
+    }
+
     pub(crate) fn record(&self, request: FinishedRequest) {
         self.inner.prometheus.record(&request);
         self.lock_summary().record(request);

@@ -70,6 +70,9 @@ pub(crate) struct Series {
     ttft: Histogram,
     overhead: Histogram,
     pub(crate) active_streams: Gauge,
+    pub(crate) open_connections: Gauge,
+    pub(crate) connections_limited: Counter,
+    pub(crate) accept_failures: Counter,
 }
 
 impl Series {
@@ -132,6 +135,24 @@ impl Series {
         );
         let active_streams = Gauge::default();
         registry.register("active_streams", "Streams open now", active_streams.clone());
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        let connections_limited = Counter::default();
+        registry.register(
+            "connections_limited",
+            "Connections that waited in the listen backlog because max_connections were open",
+            connections_limited.clone(),
+        );
+        let accept_failures = Counter::default();
+        registry.register(
+            "accept_failures",
+            "Failed accepts of client connections (out of file descriptors and the like)",
+            accept_failures.clone(),
+        );
         registry.register_collector(Box::new(ExactCost(summary)));
         Self {
             registry,
@@ -145,6 +166,9 @@ impl Series {
             ttft,
             overhead,
             active_streams,
+            open_connections,
+            connections_limited,
+            accept_failures,
         }
     }
 
