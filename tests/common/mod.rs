@@ -39,6 +39,31 @@ impl Drop for TestGateway {
     }
 }
 
+/// Poll `check` every few milliseconds until it returns `Ok`, and return that value.
+///
+/// Panics after [`HANG_GUARD`] with `what` and the last thing `check` saw (the `Err`
+/// side), so a test that waits for a background effect (a record written, a metric
+/// counted) fails with a reason instead of hanging. This bounds a hang; it never asserts
+/// a duration.
+pub async fn eventually<T, Seen, F, Fut>(what: &str, mut check: F) -> T
+where
+    Seen: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Seen>>,
+{
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {HANG_GUARD:?} for {what}; last saw {seen:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 impl TestGateway {
     /// The usage reports delivered so far.
     pub fn reports(&self) -> Vec<UsageReport> {
@@ -47,21 +72,18 @@ impl TestGateway {
 
     /// Wait until `n` usage reports have arrived (reports follow the body's end).
     pub async fn wait_reports(&self, n: usize) -> Vec<UsageReport> {
-        let deadline = tokio::time::Instant::now() + HANG_GUARD;
-        loop {
+        eventually(&format!("{n} usage reports"), || async {
             let reports = self.reports();
             if reports.len() >= n {
-                return reports;
+                Ok(reports)
+            } else {
+                Err(reports.len())
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited for {n} usage reports, have {}",
-                reports.len()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        })
+        .await
     }
 
+    /// The gateway's URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
@@ -104,8 +126,7 @@ impl TestGateway {
     /// `/gateway/audit?QUERY` once it holds at least `n` records (they are written by a
     /// background writer within a second).
     pub async fn wait_audit(&self, query: &str, n: usize) -> Vec<serde_json::Value> {
-        let deadline = tokio::time::Instant::now() + HANG_GUARD;
-        loop {
+        eventually(&format!("{n} audit records for ?{query}"), || async {
             let response = client()
                 .get(self.url(&format!("/gateway/audit?{query}")))
                 .send()
@@ -116,15 +137,12 @@ impl TestGateway {
                 serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
             let records = body["records"].as_array().cloned().unwrap_or_default();
             if records.len() >= n {
-                return records;
+                Ok(records)
+            } else {
+                Err(records.len())
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited for {n} audit records, have {}",
-                records.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 
