@@ -64,12 +64,14 @@
 //! # let _ = stack; }
 //! ```
 
+mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod cost;
 pub mod credentials;
+pub mod edge;
 pub mod error;
 pub mod error_response;
 pub mod fallback;
@@ -81,6 +83,7 @@ pub mod metrics;
 pub mod observers;
 pub mod pricing;
 pub mod provider;
+pub mod request_id;
 pub mod route;
 mod serve;
 pub mod sse;

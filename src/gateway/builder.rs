@@ -1,0 +1,266 @@
+//! [`GatewayBuilder`]: hooks, the HTTP client, and the one place the stack is built.
+
+use super::Gateway;
+use crate::admin::{self, AdminState, KeySources};
+use crate::audit::{AuditLayer, AuditOptions, AuditSink, AuditStore, AuditStoreConfig};
+use crate::auth::AuthLayer;
+use crate::config::{Config, ConfigError, ProviderKind, SecretRef};
+use crate::cost::{CostLayer, OnCost};
+use crate::edge;
+use crate::error_response::ErrorResponseLayer;
+use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
+use crate::ingress::IngressLayer;
+use crate::limit::ConcurrencyShedLayer;
+use crate::metrics::{GatewayMetrics, MetricsLayer};
+use crate::pricing::PriceTable;
+use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
+use crate::route::{ConfigRoutePolicy, RouteLayer};
+use crate::timeout::TimeoutLayer;
+use crate::usage::{OnUsage, UsageLayer, UsageReport};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceBuilder;
+
+/// Builds a [`Gateway`]; the one place the layer order is fixed.
+///
+/// The order, outermost first, and why each layer sits where it does (the tower-http
+/// edge, [`edge::wrap`](crate::edge::wrap), is around all of it and the admin routes):
+///
+/// 1. `Audit` — outermost, so every `/v1` request, refused ones included, leaves one
+///    record, closed when its body ends or is dropped (after everything inside reported).
+/// 2. `Metrics` — sees the final status of every request, errors included, and records
+///    each request once.
+/// 3. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
+/// 4. `Auth` — checks the client key before the body is even read.
+/// 5. `Ingress` — reads the body once under the size cap and the body time limit;
+///    everything below sees `Request<Bytes>` and a [`RequestMeta`](crate::RequestMeta).
+/// 6. `Shed` — refuses requests over the concurrency limit with 529 before any upstream
+///    work. It sits below `Ingress` so that only requests whose body has arrived count:
+///    slow uploads cannot take the slots of complete requests (uploads are bounded by
+///    the body time limit and the connection and stream caps instead).
+/// 7. `Route` — decides the attempts (provider and model) from the config's rules.
+/// 8. `Fallback` — calls the attempts in order; holds a stream until its first content
+///    event so a failure before it moves to the next provider (past
+///    `[fallback] max_hold_ms` the head goes out with keepalive comments meanwhile).
+/// 9. `Cost` — prices each attempt's usage report with the price table.
+/// 10. `Usage` — taps each attempt's answer, so every attempt is accounted.
+/// 11. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
+/// 12. the [`ProviderSet`], dispatching to the attempt's provider (translating for
+///     OpenAI kinds, so everything above sees Anthropic events only).
+pub struct GatewayBuilder {
+    config: Config,
+    audit_sink: Option<Arc<dyn AuditSink>>,
+    on_usage: Arc<dyn OnUsage>,
+    on_cost: Arc<dyn OnCost>,
+    http_client: Option<reqwest::Client>,
+}
+
+impl GatewayBuilder {
+    /// A builder for `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            audit_sink: None,
+            on_usage: Arc::new(()),
+            on_cost: Arc::new(log_cost),
+            http_client: None,
+        }
+    }
+
+    /// Receive every priced attempt's [`CostReport`](crate::cost::CostReport) (the default
+    /// logs it at debug level).
+    pub fn on_cost(mut self, hook: impl OnCost) -> Self {
+        self.on_cost = Arc::new(hook);
+        self
+    }
+
+    /// Receive every attempt's [`UsageReport`] as the tap delivers it, before pricing.
+    pub fn on_usage(mut self, hook: impl OnUsage) -> Self {
+        self.on_usage = Arc::new(hook);
+        self
+    }
+
+    /// Send audit records to `sink` instead of the SQLite store at `[audit] path`.
+    pub fn audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit_sink = Some(sink);
+        self
+    }
+
+    /// Use this HTTP client for upstream requests instead of one built from the config.
+    ///
+    /// Build it with `redirect(reqwest::redirect::Policy::none())` and without automatic
+    /// decompression, as [`provider::http_client`](crate::provider::http_client) does: a
+    /// client that follows redirects resends the body and the provider key to wherever an
+    /// upstream's `Location` points. A 3xx that does reach a provider is a failed attempt.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Check the configuration, resolve its secrets and build the stack.
+    pub fn build(self) -> Result<Gateway, ConfigError> {
+        let config = self.config;
+        config.validate()?;
+        let client = match self.http_client {
+            Some(client) => client,
+            None => provider::http_client(&config.timeouts).map_err(|e| {
+                ConfigError::at("timeouts", format!("cannot build the HTTP client: {e}"))
+            })?,
+        };
+        let (providers, key_sources) = build_providers(&config, &client)?;
+        let auth = match &config.auth {
+            Some(auth) => AuthLayer::new(
+                auth.client_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        let secret = key.key.resolve(&format!("auth.client_keys[{i}].key"))?;
+                        Ok((key.name.clone(), secret))
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+            ),
+            None => AuthLayer::open(),
+        };
+        let admin_token = config
+            .admin_token
+            .as_ref()
+            .map(|token| token.resolve("admin_token"))
+            .transpose()?;
+        let route = ConfigRoutePolicy::from_config(&config)?;
+        let health = Arc::new(ProviderHealth::default());
+        let mut prices = PriceTable::builtin();
+        for (model, price) in &config.pricing {
+            prices.insert(model, *price);
+        }
+        let metrics = GatewayMetrics::new();
+        metrics.watch_health(health.clone(), config.providers.keys().cloned().collect());
+        let fallback = FallbackLayer::new(DefaultFallbackPolicy::default())
+            .with_health(health.clone())
+            .on_fallback(metrics.clone())
+            .max_hold(Duration::from_millis(config.fallback.max_hold_ms));
+
+        let options = AuditOptions {
+            log_request_bodies: config.audit.log_request_bodies,
+            log_response_bodies: config.audit.log_response_bodies,
+            max_body_bytes: config.audit.max_body_bytes,
+        };
+        let (audit_store, audit) = match (self.audit_sink, config.audit.enabled) {
+            (Some(sink), _) => (None, AuditLayer::new(sink, options)),
+            (None, true) => {
+                let mut store_config = AuditStoreConfig::new(&config.audit.path);
+                store_config.retention_days = config.audit.retention_days;
+                store_config.max_bytes = config.audit.max_db_bytes;
+                store_config.writer_priority = config.audit.writer_priority;
+                let store = AuditStore::open(store_config).map_err(|e| {
+                    ConfigError::at("audit.path", format!("cannot open the audit store: {e}"))
+                })?;
+                let store = Arc::new(store);
+                metrics.watch_audit(store.clone());
+                (Some(store.clone()), AuditLayer::new(store, options))
+            }
+            (None, false) => (None, AuditLayer::disabled()),
+        };
+
+        let body_timeout = Duration::from_millis(config.timeouts.request_body_ms);
+        let stack = ServiceBuilder::new()
+            .layer(audit)
+            .layer(MetricsLayer::new(metrics.clone()))
+            .layer(ErrorResponseLayer::new())
+            .layer(auth.with_body_timeout(body_timeout))
+            .layer(
+                IngressLayer::new(config.limits.max_request_bytes).with_body_timeout(body_timeout),
+            )
+            .layer(ConcurrencyShedLayer::new(
+                config.limits.max_concurrent_requests,
+            ))
+            .layer(RouteLayer::new(route))
+            .layer(fallback)
+            .layer(CostLayer::new(prices, self.on_cost))
+            .layer(UsageLayer::new(self.on_usage))
+            .layer(TimeoutLayer::new(
+                Duration::from_millis(config.timeouts.first_byte_ms),
+                Duration::from_millis(config.timeouts.idle_ms),
+            ))
+            .service(providers);
+
+        let state = Arc::new(AdminState {
+            config,
+            metrics,
+            health,
+            audit: audit_store,
+            admin_token,
+            key_sources,
+        });
+        let router = admin::router(state.clone())
+            .route_service("/v1/messages", stack.clone())
+            .route_service("/v1/messages/count_tokens", stack.clone())
+            .route_service("/v1/models", stack.clone())
+            .route_service("/v1/models/{id}", stack.clone())
+            .fallback_service(stack);
+        Ok(Gateway {
+            router: edge::wrap(router),
+            state,
+        })
+    }
+}
+
+/// One provider service per configured provider, keys resolved now; and where each
+/// provider's key comes from.
+fn build_providers(
+    config: &Config,
+    client: &reqwest::Client,
+) -> Result<(ProviderSet, KeySources), ConfigError> {
+    let mut services: HashMap<Arc<str>, ProviderService> = HashMap::new();
+    let mut sources = Vec::new();
+    for (name, provider) in &config.providers {
+        sources.push((
+            name.clone(),
+            match (&provider.api_key, provider.kind) {
+                (Some(SecretRef::Env(_)), _) => "env",
+                (Some(SecretRef::Credential(_)), _) => "credential_store",
+                (Some(SecretRef::Literal(_)), _) => "config",
+                (None, ProviderKind::Anthropic) if config.auth.is_none() => "client_passthrough",
+                (None, _) => "none",
+            },
+        ));
+        let api_key = provider
+            .api_key
+            .as_ref()
+            .map(|key| key.resolve(&format!("providers.{name}.api_key")))
+            .transpose()?;
+        let service = match provider.kind {
+            ProviderKind::Anthropic => BoxCloneSyncService::new(AnthropicProvider::new(
+                name.as_str(),
+                provider.base_url.clone(),
+                api_key,
+                client.clone(),
+            )),
+            ProviderKind::Openai | ProviderKind::AzureOpenai => BoxCloneSyncService::new(
+                OpenAiProvider::new(name.as_str(), provider, api_key, client.clone()),
+            ),
+        };
+        services.insert(Arc::from(name.as_str()), service);
+    }
+    let default = config
+        .default_provider()
+        .ok_or_else(|| ConfigError::at("routing.default_provider", "no provider is configured"))?;
+    Ok((ProviderSet::new(services, default), sources))
+}
+
+fn log_cost(report: crate::cost::CostReport) {
+    let usage: &UsageReport = &report.usage;
+    tracing::debug!(
+        request_id = %usage.request_id,
+        provider = %usage.provider,
+        model = usage.model.as_deref().unwrap_or(""),
+        outcome = ?usage.outcome,
+        input = ?usage.usage.input_tokens,
+        output = ?usage.usage.output_tokens,
+        cache_read = ?usage.usage.cache_read_input_tokens,
+        cache_write = ?usage.usage.cache_creation_input_tokens,
+        cost_usd = %report.cost.map_or_else(|| "unpriced".to_owned(), |c| c.to_string()),
+        "usage"
+    );
+}
