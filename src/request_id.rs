@@ -1,8 +1,7 @@
 //! The gateway's id for one request: `gw_` and a UUIDv7 in simple form, time-ordered.
 //!
-//! The edge ([`edge::wrap`](crate::edge::wrap)) makes it with tower-http's
-//! `SetRequestId` and [`MakeGatewayRequestId`], ignoring any id the client sent, and puts
-//! it in the request's extensions as a [`tower_http::request_id::RequestId`]; every
+//! The HTTP edge makes it with tower-http's `SetRequestId` and [`MakeGatewayRequestId`],
+//! ignoring any id the client sent, and puts it in the request's extensions as a [`tower_http::request_id::RequestId`]; every
 //! answer carries it in [`REQUEST_ID_HEADER`]. Layers read it with [`RequestId::of`],
 //! which makes one the same way when a layer is used without the edge.
 

@@ -2,7 +2,7 @@
 //!
 //! axum needs an infallible service (an error that reaches hyper drops the connection
 //! with no answer), so this layer sits above every layer that can fail, just inside the
-//! recorder (the tower-http edge, [`edge::wrap`](crate::edge::wrap), is outside both).
+//! recorder (the tower-http edge is outside both).
 //! It stamps the request's [`RequestId`] on every answer as `x-gateway-request-id`, adds
 //! the streaming headers to SSE answers, and — once headers are out — rescues a failing
 //! stream with a well-formed `event: error` frame ([`RescueBody`]). An inner service

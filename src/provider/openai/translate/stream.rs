@@ -17,7 +17,8 @@
 use bytes::BytesMut;
 use serde_json::Value;
 
-use super::error::{inband_error_json, StreamError};
+use super::error::StreamError;
+use super::error_body::inband_error_json;
 use super::json::{kind, non_empty_str};
 use super::sse::{
     write_event, write_frame, BlockStart, Delta, EmptyObject, Event, MessageDeltaBody, StartMessage,
