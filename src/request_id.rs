@@ -49,6 +49,18 @@ impl RequestId {
     }
 }
 
+/// An axum extractor: a handler's `id: RequestId` is the request's id ([`RequestId::of`]).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestId::of(&mut parts.extensions))
+    }
+}
+
 /// Makes [`RequestId`]s for tower-http's `SetRequestId`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MakeGatewayRequestId;

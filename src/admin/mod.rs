@@ -66,18 +66,6 @@ async fn require_admin(
     }
 }
 
-/// The request's id, for handlers.
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(RequestId::of(&mut parts.extensions))
-    }
-}
-
 /// An answer the gateway makes itself: Anthropic-shaped, with the request id in the
 /// body and in the SDKs' `request-id` header.
 fn gateway_error(
