@@ -108,6 +108,11 @@ async fn gateway_answers_carry_the_edge_request_id_everywhere() {
         .to_owned();
     assert_ne!(id, "gw_spoofed");
     answer.bytes().await.unwrap();
+    // The upstream sees the gateway's id, not the client's, and can log it.
+    assert_eq!(
+        upstream.requests()[0].header("x-gateway-request-id"),
+        Some(id.as_str())
+    );
     let records = gateway.wait_audit(&format!("request_id={id}"), 1).await;
     assert_eq!(records[0]["request_id"], id.as_str());
     let reports = gateway.wait_reports(1).await;

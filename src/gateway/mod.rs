@@ -15,6 +15,10 @@ use std::time::Duration;
 
 /// The gateway: the layered stack behind an `axum::Router` another service can mount.
 ///
+/// The router has the tower-http edge ([`edge::wrap`](crate::edge::wrap)) around all of
+/// it: request ids, one `request` span per request, credential headers marked
+/// sensitive, and panics answered as a 500 `api_error`.
+///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use llm_gateway::{Config, Gateway};
