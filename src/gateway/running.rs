@@ -1,10 +1,6 @@
-//! [`Gateway`]: the whole stack built from a [`Config`], as an `axum::Router`, and the
-//! server that runs it.
+//! The built [`Gateway`]: its router, its server, and what the host may read.
 
-mod builder;
-
-pub use builder::GatewayBuilder;
-
+use super::GatewayBuilder;
 use crate::admin::AdminState;
 use crate::config::{Config, ConfigError};
 use crate::metrics::GatewayMetrics;
@@ -29,8 +25,8 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct Gateway {
-    router: Router,
-    state: Arc<AdminState>,
+    pub(super) router: Router,
+    pub(super) state: Arc<AdminState>,
 }
 
 impl Gateway {

@@ -1,6 +1,14 @@
-//! [`GatewayBuilder`]: hooks, the HTTP client, and the one place the stack is built.
+//! [`Gateway`]: the whole stack built from a [`Config`], as an `axum::Router`.
+//!
+//! This file builds it ([`GatewayBuilder`], the one place the layer order is fixed);
+//! `gateway/running.rs` is the built gateway and its server; the gateway's own
+//! endpoints are in `admin/`, and the tower-http edge ([`edge::wrap`]) goes around
+//! the stack and those endpoints alike.
 
-use super::Gateway;
+mod running;
+
+pub use running::Gateway;
+
 use crate::admin::{self, AdminState, KeySources};
 use crate::audit::{AuditLayer, AuditOptions, AuditSink, AuditStore, AuditStoreConfig};
 use crate::auth::AuthLayer;
@@ -25,8 +33,7 @@ use tower::ServiceBuilder;
 
 /// Builds a [`Gateway`]; the one place the layer order is fixed.
 ///
-/// The order, outermost first, and why each layer sits where it does (the tower-http
-/// edge, [`edge::wrap`](crate::edge::wrap), is around all of it and the admin routes):
+/// The order, outermost first, and why each layer sits where it does:
 ///
 /// 1. `Audit` — outermost, so every `/v1` request, refused ones included, leaves one
 ///    record, closed when its body ends or is dropped (after everything inside reported).
