@@ -27,6 +27,7 @@ async fn probe(request: axum::extract::Request) -> axum::Json<Value> {
         "request_id": id,
         "x_api_key_sensitive": request.headers()["x-api-key"].is_sensitive(),
         "authorization_sensitive": request.headers()["authorization"].is_sensitive(),
+        "api_key_sensitive": request.headers()["api-key"].is_sensitive(),
     }))
 }
 
@@ -75,6 +76,7 @@ async fn the_request_id_is_the_gateways_own_and_inner_services_see_it() {
         .header("x-gateway-request-id", "client-chosen")
         .header("x-api-key", "sk-ant-client-1")
         .header("authorization", "Bearer sk-ant-client-2")
+        .header("api-key", "azure-client-3")
         .send()
         .await
         .unwrap();
@@ -87,6 +89,7 @@ async fn the_request_id_is_the_gateways_own_and_inner_services_see_it() {
     assert_eq!(seen["request_id"], id.as_str());
     assert_eq!(seen["x_api_key_sensitive"], true);
     assert_eq!(seen["authorization_sensitive"], true);
+    assert_eq!(seen["api_key_sensitive"], true);
 }
 
 #[tokio::test]
