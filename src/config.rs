@@ -1,8 +1,10 @@
-//! The gateway's configuration: the TOML of SPEC §2.
+//! The gateway's configuration, read from TOML.
 //!
 //! Every section rejects unknown keys, naming them, and [`Config::validate`] checks the
 //! cross-references (a chain naming an unknown provider, a bad URL) so the gateway never
 //! starts half-configured.
+
+pub use crate::credentials::Secret;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -29,7 +31,7 @@ pub struct Config {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Token that guards the admin endpoints (SPEC §6).
+    /// Token that guards the admin endpoints (`/gateway/metrics`, `/metrics`, `/gateway/audit`).
     #[serde(default)]
     pub admin_token: Option<SecretRef>,
     /// Client keys; when present, `/v1/*` requires one.
@@ -366,34 +368,6 @@ impl SecretRef {
     }
 }
 
-/// A secret value. Its `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 // === impl Config ===
 
 impl Default for Config {
@@ -436,7 +410,7 @@ impl Config {
         Self::from_toml_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
     }
 
-    /// SPEC §6: without an admin token the gateway listens on loopback only.
+    /// Without an admin token the gateway listens on loopback only.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
         if self.admin_token.is_none() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::at(
@@ -572,7 +546,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    const SPEC_EXAMPLE: &str = r#"
+    const FULL_EXAMPLE: &str = r#"
 listen = "127.0.0.1:8788"
 admin_token = "env:GATEWAY_ADMIN_TOKEN"
 
@@ -637,7 +611,7 @@ cache_read = 0.30
 
     #[test]
     fn the_spec_example_parses() {
-        let config = Config::from_toml_str(SPEC_EXAMPLE).unwrap();
+        let config = Config::from_toml_str(FULL_EXAMPLE).unwrap();
         assert_eq!(config.providers.len(), 4);
         assert_eq!(config.providers["azure"].kind, ProviderKind::AzureOpenai);
         assert_eq!(config.routing.fallback_chain.len(), 4);
@@ -650,7 +624,7 @@ cache_read = 0.30
 
     #[test]
     fn pricing_overrides_are_exact_and_strict() {
-        let config = Config::from_toml_str(SPEC_EXAMPLE).unwrap();
+        let config = Config::from_toml_str(FULL_EXAMPLE).unwrap();
         let price = &config.pricing["claude-sonnet-4-5-20250929"];
         assert_eq!(price.cache_read.unwrap().micros_per_mtok(), 300_000);
         assert_eq!(price.cache_write_5m.unwrap().micros_per_mtok(), 3_750_000);

@@ -1,8 +1,7 @@
 //! The one error type that flows through the stack.
 //!
-//! Every layer below [`ErrorResponseLayer`](crate::error_response::ErrorResponseLayer)
-//! fails with [`Error`]; that layer turns it into an Anthropic-shaped response, so the
-//! service axum sees is infallible.
+//! Every layer below the error-response layer fails with [`Error`]; that layer turns
+//! it into an Anthropic-shaped response, so the service axum sees is infallible.
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -116,7 +115,7 @@ impl Error {
         self.upstream.as_deref()
     }
 
-    /// Whether another attempt (at another provider) may succeed (SPEC §5).
+    /// Whether another attempt (at another provider) may succeed.
     ///
     /// Connection failures, timeouts, in-band errors and 408/409/429/5xx/529 are
     /// retryable; 400/401/403/404/413/422 and every client-side error are not.
@@ -182,7 +181,7 @@ pub(crate) fn overloaded_status() -> StatusCode {
     StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
 }
 
-/// SPEC §5: the statuses after which another provider is tried.
+/// The statuses after which another provider is tried.
 pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
@@ -190,21 +189,44 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     )
 }
 
-/// The Anthropic `error.type` that goes with an HTTP status (protocols.md §1.6): 503 and
-/// 529 are `overloaded_error`, other 4xx `invalid_request_error`, anything else `api_error`.
+/// Anthropic's error types and the HTTP status each one is answered with: the one
+/// table both directions read ([`anthropic_type_for_status`], [`status_for_anthropic_type`]).
+pub const ANTHROPIC_ERROR_TYPES: [(&str, u16); 10] = [
+    ("invalid_request_error", 400),
+    ("authentication_error", 401),
+    ("billing_error", 402),
+    ("permission_error", 403),
+    ("not_found_error", 404),
+    ("request_too_large", 413),
+    ("rate_limit_error", 429),
+    ("api_error", 500),
+    ("timeout_error", 504),
+    ("overloaded_error", 529),
+];
+
+/// The Anthropic `error.type` that goes with an HTTP status: the table's, then 503
+/// `overloaded_error` (as 529), other 4xx `invalid_request_error`, anything else
+/// `api_error`.
 pub fn anthropic_type_for_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 | 503 => "overloaded_error",
+    let code = status.as_u16();
+    if let Some((kind, _)) = ANTHROPIC_ERROR_TYPES.iter().find(|(_, s)| *s == code) {
+        return kind;
+    }
+    match code {
+        503 => "overloaded_error",
         400..=499 => "invalid_request_error",
         _ => "api_error",
     }
+}
+
+/// The HTTP status that goes with an Anthropic `error.type` (an in-band stream error is
+/// answered with it); an unknown type is a 500.
+pub fn status_for_anthropic_type(kind: &str) -> StatusCode {
+    ANTHROPIC_ERROR_TYPES
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .and_then(|(_, code)| StatusCode::from_u16(*code).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl fmt::Debug for Error {
@@ -261,6 +283,23 @@ mod tests {
         assert_eq!(upstream(529).message(), "upstream answered 529 overloaded");
         assert_eq!(upstream(502).message(), "upstream answered 502 Bad Gateway");
         assert_eq!(upstream(599).message(), "upstream answered 599");
+    }
+
+    #[test]
+    fn the_type_table_reads_the_same_both_ways() {
+        for (kind, code) in ANTHROPIC_ERROR_TYPES {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(anthropic_type_for_status(status), kind);
+            assert_eq!(status_for_anthropic_type(kind), status);
+        }
+        let status = |code| StatusCode::from_u16(code).unwrap();
+        assert_eq!(anthropic_type_for_status(status(503)), "overloaded_error");
+        assert_eq!(
+            anthropic_type_for_status(status(422)),
+            "invalid_request_error"
+        );
+        assert_eq!(anthropic_type_for_status(status(502)), "api_error");
+        assert_eq!(status_for_anthropic_type("no_such_error"), status(500));
     }
 
     #[test]

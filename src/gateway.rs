@@ -1,12 +1,21 @@
 //! [`Gateway`]: the whole stack built from a [`Config`], as an `axum::Router`.
+//!
+//! This file builds it ([`GatewayBuilder`], the one place the layer order is fixed);
+//! `gateway/running.rs` is the built gateway and its server; the gateway's own
+//! endpoints are in `admin/`, and the tower-http edge ([`edge::wrap`]) goes around
+//! the stack and those endpoints alike.
 
-use crate::audit::{AuditLayer, AuditOptions, AuditQuery, AuditSink, AuditStore, AuditStoreConfig};
-use crate::auth::{bearer_matches, AuthLayer};
-use crate::config::{Config, ConfigError, ProviderKind, Secret, SecretRef};
+mod running;
+
+pub use running::Gateway;
+
+use crate::admin::{self, AdminState, KeySources};
+use crate::audit::{AuditLayer, AuditOptions, AuditSink, AuditStore, AuditStoreConfig};
+use crate::auth::AuthLayer;
+use crate::config::{Config, ConfigError, ProviderKind, SecretRef};
 use crate::cost::{CostLayer, OnCost};
-use crate::error_response::{
-    ErrorResponseLayer, RequestId, REQUEST_ID_HEADER, SDK_REQUEST_ID_HEADER,
-};
+use crate::edge;
+use crate::error_response::ErrorResponseLayer;
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
 use crate::limit::ConcurrencyShedLayer;
@@ -16,14 +25,7 @@ use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, 
 use crate::route::{ConfigRoutePolicy, RouteLayer};
 use crate::timeout::TimeoutLayer;
 use crate::usage::{OnUsage, UsageLayer, UsageReport};
-use axum::extract::State;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use http::HeaderValue;
-use serde_json::json;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::util::BoxCloneSyncService;
@@ -190,7 +192,7 @@ impl GatewayBuilder {
             ))
             .service(providers);
 
-        let state = Arc::new(GatewayState {
+        let state = Arc::new(AdminState {
             config,
             metrics,
             health,
@@ -198,32 +200,18 @@ impl GatewayBuilder {
             admin_token,
             key_sources,
         });
-        let admin = Router::new()
-            .route("/gateway/metrics", get(metrics_summary))
-            .route("/metrics", get(prometheus))
-            .route("/gateway/audit", get(audit_records))
-            .route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                require_admin,
-            ));
-        let router = Router::new()
-            .route("/gateway/health", get(health_status))
-            .merge(admin)
-            .with_state(state.clone())
+        let router = admin::router(state.clone())
             .route_service("/v1/messages", stack.clone())
             .route_service("/v1/messages/count_tokens", stack.clone())
             .route_service("/v1/models", stack.clone())
             .route_service("/v1/models/{id}", stack.clone())
-            .fallback_service(stack)
-            .layer(axum::middleware::map_request(assign_request_id))
-            .layer(axum::middleware::map_response(stamp_request_id));
-        Ok(Gateway { router, state })
+            .fallback_service(stack);
+        Ok(Gateway {
+            router: edge::wrap(router),
+            state,
+        })
     }
 }
-
-/// Where each provider's key comes from: `env`, `credential_store`, `config`,
-/// `client_passthrough` or `none`.
-type KeySources = Vec<(String, &'static str)>;
 
 /// One provider service per configured provider, keys resolved now; and where each
 /// provider's key comes from.
@@ -282,276 +270,4 @@ fn log_cost(report: crate::cost::CostReport) {
         cost_usd = %report.cost.map_or_else(|| "unpriced".to_owned(), |c| c.to_string()),
         "usage"
     );
-}
-
-/// The gateway: the layered stack behind an `axum::Router` another service can mount.
-///
-/// ```no_run
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use llm_gateway::{Config, Gateway};
-/// let gateway = Gateway::new(Config::default())?;
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8788").await?;
-/// axum::serve(listener, gateway.router()).await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Gateway {
-    router: Router,
-    state: Arc<GatewayState>,
-}
-
-struct GatewayState {
-    config: Config,
-    metrics: GatewayMetrics,
-    health: Arc<ProviderHealth>,
-    audit: Option<Arc<AuditStore>>,
-    admin_token: Option<Secret>,
-    /// Where each provider's key comes from, for `/gateway/health` (never the key).
-    key_sources: KeySources,
-}
-
-/// SPEC §6: with an admin token, the admin endpoints need `Authorization: Bearer <token>`.
-async fn require_admin(
-    State(state): State<Arc<GatewayState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    match &state.admin_token {
-        Some(token) if !bearer_matches(request.headers(), token) => gateway_error(
-            http::StatusCode::FORBIDDEN,
-            "permission_error",
-            "this endpoint needs Authorization: Bearer <admin_token>",
-        ),
-        _ => next.run(request).await,
-    }
-}
-
-impl Gateway {
-    /// Build the gateway for `config` with default hooks.
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
-        GatewayBuilder::new(config).build()
-    }
-
-    /// A builder, to set hooks or the HTTP client.
-    pub fn builder(config: Config) -> GatewayBuilder {
-        GatewayBuilder::new(config)
-    }
-
-    /// The router serving the HTTP API of SPEC §3.
-    pub fn router(&self) -> Router {
-        self.router.clone()
-    }
-
-    /// The gateway's metrics (what `/gateway/metrics` and `/metrics` show).
-    pub fn metrics(&self) -> &GatewayMetrics {
-        &self.state.metrics
-    }
-
-    /// The configuration the gateway runs with.
-    pub fn config(&self) -> &Config {
-        &self.state.config
-    }
-
-    /// Serve on `listener` until `shutdown` resolves, then let open requests finish for
-    /// up to `grace`, and flush the audit store. Returns once the server has stopped.
-    ///
-    /// Each connection gets `TCP_NODELAY` (streams are many small writes: without it
-    /// Nagle and the client's delayed ACK hold events for up to 40 ms), a bound on the
-    /// request head (`limits.max_header_bytes`, 431 above) and a time limit for sending
-    /// it (`limits.header_read_timeout_ms`, the slow-loris guard). At most
-    /// `limits.max_connections` are open at once (the rest wait to be accepted), each
-    /// HTTP/2 connection may open `limits.max_streams_per_connection` streams, and a
-    /// connection with no request in flight for `timeouts.idle_connection_ms` is closed.
-    /// A server of your own mounting [`router`](Self::router) gets the request-level
-    /// bounds (body size and time, concurrency) but must bound its connections itself.
-    pub async fn serve(
-        &self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-        grace: Duration,
-    ) -> std::io::Result<()> {
-        crate::serve::serve(
-            self.router(),
-            &self.state.config,
-            self.state.metrics.clone(),
-            listener,
-            shutdown,
-            grace,
-        )
-        .await;
-        self.flush_audit().await;
-        Ok(())
-    }
-
-    /// Wait until every audit record handed to the store so far is committed.
-    pub async fn flush_audit(&self) {
-        if let Some(store) = self.state.audit.clone() {
-            let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
-            if let Ok(Err(error)) = flushed {
-                tracing::error!(%error, "could not flush the audit store");
-            }
-        }
-    }
-}
-
-/// `GET /gateway/health`. `status` is `healthy` when every provider is available
-/// and the audit store writes; `degraded` when some provider is skipped or audit
-/// writes are failing (`audit.healthy` is then false and `audit.error` says why:
-/// requests are still served, their records are held in memory, bounded, and
-/// retried); `unhealthy` when no provider is available.
-async fn health_status(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
-    let config = &state.config;
-    let snapshot = state
-        .health
-        .snapshot(config.providers.keys().map(String::as_str));
-    let up = snapshot.iter().filter(|(_, available)| *available).count();
-    let audit_stats = state.audit.as_ref().map(|store| store.stats());
-    // Failing audit writes degrade the gateway: requests are served, but their
-    // records are only held in memory until the store can write again.
-    let audit_healthy = audit_stats.is_none_or(|stats| !stats.failing);
-    let status = if up == snapshot.len() && audit_healthy {
-        "healthy"
-    } else if up > 0 {
-        "degraded"
-    } else {
-        "unhealthy"
-    };
-    let audit_error = match (&state.audit, audit_healthy) {
-        (Some(store), false) => store.last_error(),
-        _ => None,
-    };
-    let providers: serde_json::Map<String, serde_json::Value> = snapshot
-        .into_iter()
-        .map(|(name, available)| (name, serde_json::Value::Bool(available)))
-        .collect();
-    let mut body = json!({
-        "status": status,
-        "providers": providers,
-        "routing": {
-            "default_provider": config.default_provider(),
-            "fallback_chain": config.routing.fallback_chain,
-        },
-        "credentials": state
-            .key_sources
-            .iter()
-            .map(|(name, source)| (name.clone(), serde_json::Value::from(*source)))
-            .collect::<serde_json::Map<_, _>>(),
-        "auth": config.auth.is_some(),
-        "audit": {
-            "enabled": config.audit.enabled,
-            "log_request_bodies": config.audit.log_request_bodies,
-            "log_response_bodies": config.audit.log_response_bodies,
-            "healthy": audit_healthy,
-        },
-    });
-    if let Some(error) = audit_error {
-        body["audit"]["error"] = serde_json::Value::String(error);
-    }
-    Json(body)
-}
-
-async fn metrics_summary(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
-    Json(state.metrics.summary_json())
-}
-
-/// `GET /gateway/audit`: one page of audit records, newest first, as
-/// `{"records":[…],"bodies":bool,"next_cursor":"…"|null}`.
-///
-/// Query parameters (all optional, ANDed):
-/// - `request_id`: only that record; the answer then carries its bodies;
-/// - `model` (requested or served), `provider`, `since` (unix ms or RFC 3339);
-/// - `limit`: records per page, default 50, at most 1000;
-/// - `cursor` (or `before`): the `next_cursor` of the previous page, to continue
-///   the listing; pages stay disjoint while new records are written;
-/// - `bodies=true`: include bodies in a listing too.
-///
-/// A listing carries metadata only (bodies null) unless it is for one record or
-/// asks for bodies, and every page ends early once its records reach 8 MiB of
-/// JSON; `next_cursor` is then set, as it is when `limit` cut the page.
-async fn audit_records(
-    State(state): State<Arc<GatewayState>>,
-    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> axum::response::Response {
-    let Some(store) = state.audit.clone() else {
-        return gateway_error(
-            http::StatusCode::NOT_FOUND,
-            "not_found_error",
-            "the audit store is not enabled",
-        );
-    };
-    let query = match query {
-        Ok(axum::extract::Query(query)) => query,
-        Err(rejection) => {
-            return gateway_error(
-                http::StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                &rejection.body_text(),
-            )
-        }
-    };
-    // SQLite reads block; keep them off the async workers.
-    match tokio::task::spawn_blocking(move || store.reader().page(&query)).await {
-        Ok(Ok(page)) => Json(page).into_response(),
-        Ok(Err(error)) => gateway_error(
-            http::StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            &error.to_string(),
-        ),
-        Err(_) => gateway_error(
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            "api_error",
-            "the audit query failed",
-        ),
-    }
-}
-
-/// Marks an answer the gateway made itself, so it gets the SDKs' `request-id` header.
-#[derive(Clone, Copy)]
-struct OwnAnswer;
-
-fn gateway_error(status: http::StatusCode, kind: &str, message: &str) -> axum::response::Response {
-    let body = crate::error_response::error_body(kind, message, None);
-    let mut response = (
-        status,
-        [(http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response();
-    response.extensions_mut().insert(OwnAnswer);
-    response
-}
-
-async fn prometheus(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render_prometheus(),
-    )
-}
-
-async fn assign_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
-    request.extensions_mut().insert(RequestId::generate());
-    request
-}
-
-async fn stamp_request_id(
-    request_id: Option<axum::Extension<RequestId>>,
-    mut response: axum::response::Response,
-) -> axum::response::Response {
-    if !response.headers().contains_key(REQUEST_ID_HEADER) {
-        let id = request_id.map_or_else(RequestId::generate, |axum::Extension(id)| id);
-        if let Ok(value) = HeaderValue::from_str(&id.0) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, value);
-        }
-    }
-    if response.extensions().get::<OwnAnswer>().is_some()
-        && !response.headers().contains_key(SDK_REQUEST_ID_HEADER)
-    {
-        if let Some(value) = response.headers().get(REQUEST_ID_HEADER).cloned() {
-            response.headers_mut().insert(SDK_REQUEST_ID_HEADER, value);
-        }
-    }
-    response
 }

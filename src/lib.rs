@@ -30,7 +30,7 @@
 //!
 //! | extension | inserted by | read by |
 //! |---|---|---|
-//! | [`RequestId`](error_response::RequestId) (request) | the router, or the outer layers when used alone | every layer that reports |
+//! | tower-http's `RequestId` (request), read as a [`RequestId`](request_id::RequestId) | the [`edge`], or [`RequestId::of`](request_id::RequestId::of) when a layer is used alone | every layer that reports |
 //! | [`AuditDraft`](audit::AuditDraft) (request) | [`AuditLayer`](audit::AuditLayer) | ingress fills it (meta; the body goes on to the audit sink at once) |
 //! | [`AttemptLog`] (request) | [`AuditLayer`](audit::AuditLayer) | fallback appends each attempt (one the client left too) and says when a held stream failed ([`AttemptsEnd`]) |
 //! | [`CostObservers`](cost::CostObservers) (request) | audit, metrics | [`CostLayer`](cost::CostLayer) reports to them |
@@ -64,12 +64,14 @@
 //! # let _ = stack; }
 //! ```
 
+mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod cost;
 pub mod credentials;
+pub mod edge;
 pub mod error;
 pub mod error_response;
 pub mod fallback;
@@ -81,6 +83,7 @@ pub mod metrics;
 pub mod observers;
 pub mod pricing;
 pub mod provider;
+pub mod request_id;
 pub mod route;
 mod serve;
 pub mod sse;

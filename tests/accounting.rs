@@ -24,18 +24,15 @@ async fn send(gateway: &TestGateway, stream: bool, model: &str) {
 
 /// Wait until `/gateway/metrics` has counted `n` requests (records follow the body's end).
 async fn metrics_after(gateway: &TestGateway, n: u64) -> Value {
-    let deadline = tokio::time::Instant::now() + HANG_GUARD;
-    loop {
+    eventually(&format!("metrics counting {n} requests"), || async {
         let metrics = gateway.get_json("/gateway/metrics").await;
         if metrics["summary"]["total_requests"].as_u64() >= Some(n) {
-            return metrics;
+            Ok(metrics)
+        } else {
+            Err(metrics)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "metrics never counted {n}: {metrics}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    })
+    .await
 }
 
 struct Case {

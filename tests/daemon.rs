@@ -63,17 +63,17 @@ fn sigterm(child: &Child) {
 }
 
 async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = tokio::time::Instant::now() + HANG_GUARD;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the daemon did not exit"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // `try_wait` needs the child mutably; each check borrows it in turn.
+    let child = std::sync::Mutex::new(child);
+    eventually("the daemon's exit", || async {
+        child
+            .lock()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .ok_or("still running")
+    })
+    .await
 }
 
 #[tokio::test]
@@ -129,14 +129,13 @@ async fn sigterm_drains_open_streams_then_exits_zero() {
     sigterm(&daemon.child);
     // The daemon stops accepting: wait until a new connection is refused.
     let address = daemon.url.trim_start_matches("http://").to_owned();
-    let deadline = tokio::time::Instant::now() + HANG_GUARD;
-    while tokio::net::TcpStream::connect(&address).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still accepting after SIGTERM"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("new connections refused after SIGTERM", || async {
+        match tokio::net::TcpStream::connect(&address).await {
+            Ok(_) => Err("still accepting"),
+            Err(_) => Ok(()),
+        }
+    })
+    .await;
     assert!(
         daemon.child.try_wait().unwrap().is_none(),
         "still draining the open stream"

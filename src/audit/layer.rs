@@ -193,11 +193,7 @@ where
         let sink = self.layer.sink.clone().filter(|_| path.starts_with("/v1/"));
         let recorder = sink.map(|sink| {
             let extensions = request.extensions_mut();
-            let request_id = extensions.get::<RequestId>().cloned().unwrap_or_else(|| {
-                let id = RequestId::generate();
-                extensions.insert(id.clone());
-                id
-            });
+            let request_id = RequestId::of(extensions);
             let draft = if self.layer.options.log_request_bodies {
                 AuditDraft::staging(sink.clone(), self.layer.options.max_body_bytes)
             } else {

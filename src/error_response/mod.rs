@@ -1,10 +1,13 @@
-//! The edge of the stack: every [`Error`] becomes an Anthropic-shaped answer.
+//! Every [`Error`] becomes an Anthropic-shaped answer.
 //!
 //! axum needs an infallible service (an error that reaches hyper drops the connection
-//! with no answer), so this layer sits outermost. It also gives every request its
-//! [`RequestId`], stamps `x-gateway-request-id` on every answer, adds the streaming
-//! headers to SSE answers, and — once headers are out — rescues a failing stream with a
-//! well-formed `event: error` frame ([`RescueBody`]).
+//! with no answer), so this layer sits above every layer that can fail, just inside the
+//! recorder (the tower-http edge is outside both).
+//! It stamps the request's [`RequestId`] on every answer as `x-gateway-request-id`, adds
+//! the streaming headers to SSE answers, and — once headers are out — rescues a failing
+//! stream with a well-formed `event: error` frame ([`RescueBody`]). An inner service
+//! whose `poll_ready` fails is not called again: this service stays ready and answers
+//! every request with that error.
 //!
 //! ```
 //! use llm_gateway::error_response::ErrorResponseLayer;
@@ -15,12 +18,13 @@
 mod body;
 mod render;
 
+pub use crate::request_id::{RequestId, REQUEST_ID_HEADER};
 pub use body::RescueBody;
 pub use render::{error_body, error_response, SDK_REQUEST_ID_HEADER};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,24 +32,9 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tower::{Layer, Service};
 
-/// The gateway's id for one request, inserted by [`ErrorResponseLayer`] (or by ingress
-/// when that layer is not used).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(pub String);
-
-impl RequestId {
-    /// A fresh, time-ordered id (`gw_` + UUIDv7).
-    pub fn generate() -> Self {
-        Self(format!("gw_{}", uuid::Uuid::now_v7().simple()))
-    }
-}
-
 /// The client-safe message of an error answer, in its response's extensions (for audit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErrorInfo(pub String);
-
-/// The response header that carries the [`RequestId`].
-pub const REQUEST_ID_HEADER: &str = "x-gateway-request-id";
 
 /// Turns errors into Anthropic-shaped responses; see the [module docs](self).
 #[derive(Clone, Copy, Debug, Default)]
@@ -62,7 +51,10 @@ impl<S> Layer<S> for ErrorResponseLayer {
     type Service = ErrorResponseService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorResponseService { inner }
+        ErrorResponseService {
+            inner,
+            failed: None,
+        }
     }
 }
 
@@ -70,6 +62,9 @@ impl<S> Layer<S> for ErrorResponseLayer {
 #[derive(Clone, Debug)]
 pub struct ErrorResponseService<S> {
     inner: S,
+    /// Why the inner service failed to become ready, once it has: it is then never
+    /// polled or called again, and every request is answered with this error.
+    failed: Option<(ErrorKind, String)>,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ErrorResponseService<S>
@@ -82,12 +77,16 @@ where
     type Future = ErrorResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // An inner service that cannot become ready still gets an answer: its error is
-        // rendered in `call`, so readiness errors are swallowed here and replayed there.
+        if self.failed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(error)) => {
+                // tower: a service whose poll_ready failed is discarded, never called.
+                // This one stays ready to answer each request with the failure instead.
                 tracing::error!(%error, "inner service failed to become ready");
+                self.failed = Some((error.kind(), error.message().to_owned()));
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => Poll::Pending,
@@ -95,14 +94,17 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let id = request
-            .extensions()
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(RequestId::generate);
-        request.extensions_mut().insert(id.clone());
+        let id = RequestId::of(request.extensions_mut());
+        let inner = match &self.failed {
+            Some((kind, message)) => Inner::Failed {
+                error: Some(Error::new(*kind, message.clone())),
+            },
+            None => Inner::Call {
+                future: self.inner.call(request),
+            },
+        };
         ErrorResponseFuture {
-            inner: self.inner.call(request),
+            inner,
             request_id: Some(id),
         }
     }
@@ -112,8 +114,18 @@ pin_project! {
     /// The response future of [`ErrorResponseService`].
     pub struct ErrorResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: Inner<F>,
         request_id: Option<RequestId>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        // The inner service's answer, on its way.
+        Call { #[pin] future: F },
+        // The inner service failed to become ready: the answer is this error.
+        Failed { error: Option<Error> },
     }
 }
 
@@ -126,7 +138,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = match this.inner.project() {
+            InnerProj::Call { future } => ready!(future.poll(cx)),
+            InnerProj::Failed { error } => Err(error.take().unwrap_or_else(|| {
+                Error::new(ErrorKind::Internal, "the answer was already taken")
+            })),
+        };
         let id = this.request_id.take().unwrap_or_else(RequestId::generate);
         let mut response = match result {
             Ok(response) => {
@@ -146,7 +163,7 @@ where
                 response
             }
         };
-        if let Ok(value) = HeaderValue::from_str(&id.0) {
+        if let Some(value) = id.header_value() {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         Poll::Ready(Ok(response))
@@ -161,3 +178,6 @@ fn log_error(error: &Error, id: &RequestId) {
         tracing::debug!(request_id = %id.0, kind = ?error.kind(), status, error = %error, "request refused");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -99,7 +99,7 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
-/// SPEC §4: streams are not cached and not buffered by reverse proxies in front of us.
+/// Streams are not cached, and not buffered by reverse proxies in front of us.
 pub(crate) fn add_stream_headers(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));

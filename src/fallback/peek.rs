@@ -4,7 +4,7 @@ use crate::body::Body;
 use crate::error::{Error, ErrorKind, UpstreamResponse};
 use crate::sse::SseDecoder;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue};
 use http_body::{Frame, SizeHint};
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -121,24 +121,13 @@ fn in_band_error(json: Bytes, provider: &str) -> Error {
         .ok()
         .and_then(|v| v["error"]["type"].as_str().map(str::to_owned))
         .unwrap_or_default();
-    let status = match kind.as_str() {
-        "invalid_request_error" => 400,
-        "authentication_error" => 401,
-        "billing_error" => 402,
-        "permission_error" => 403,
-        "not_found_error" => 404,
-        "request_too_large" => 413,
-        "rate_limit_error" => 429,
-        "timeout_error" => 504,
-        "overloaded_error" => 529,
-        _ => 500,
-    };
+    let status = crate::error::status_for_anthropic_type(&kind);
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(provider) {
         headers.insert(crate::provider::PROVIDER_HEADER, value);
     }
     let response = UpstreamResponse {
-        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        status,
         headers,
         body: json,
     };

@@ -152,11 +152,7 @@ where
     if let Some(draft) = &draft {
         draft.set_request_body(body.clone());
     }
-    let request_id = parts
-        .extensions
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(RequestId::generate);
+    let request_id = RequestId::of(&mut parts.extensions);
     let mut meta = RequestMeta {
         client: parts
             .extensions

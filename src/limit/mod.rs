@@ -6,6 +6,9 @@
 //! request is refused immediately with an Anthropic-shaped `overloaded_error` (which
 //! clients retry), never queued: a queue would only turn overload into timeouts.
 //!
+//! Hand-written because tower's `ConcurrencyLimit` queues instead of refusing, and
+//! releases its permit when the response head is ready, not when the stream ends.
+//!
 //! ```
 //! use llm_gateway::limit::ConcurrencyShedLayer;
 //! let layer = ConcurrencyShedLayer::new(1024);

@@ -63,11 +63,7 @@ where
             let extensions = request.extensions_mut();
             CostObservers::push(extensions, costs.clone());
             extensions.insert(clock.clone());
-            let request_id = extensions.get::<RequestId>().cloned().unwrap_or_else(|| {
-                let id = RequestId::generate();
-                extensions.insert(id.clone());
-                id
-            });
+            let request_id = RequestId::of(extensions);
             Tracker {
                 metrics: self.metrics.clone(),
                 request_id: request_id.0,

@@ -5,6 +5,9 @@
 //! sends nothing). After that, each silence between frames may last at most the idle
 //! limit. A limit that passes fails the body with [`ErrorKind::Timeout`].
 //!
+//! Hand-written because tower-http's timeouts bound the whole response or the whole
+//! body, which would cut a long healthy stream; this one bounds each silence.
+//!
 //! ```
 //! use llm_gateway::timeout::TimeoutLayer;
 //! use std::time::Duration;

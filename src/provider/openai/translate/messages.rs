@@ -1,6 +1,6 @@
 //! Anthropic `system` + `messages[]` → OpenAI `messages[]`.
 //!
-//! Rules (protocols §4):
+//! Rules:
 //! * `system` (string or text blocks) → the first `{role:"system"}` message; several blocks are
 //!   joined with a blank line. `role:"system"` entries inside `messages` stay where they are, as
 //!   system messages.

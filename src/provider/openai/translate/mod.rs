@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod error_body;
 mod estimate;
 mod json;
 mod messages;
@@ -34,10 +35,8 @@ mod usage;
 #[cfg(test)]
 mod tests;
 
-pub use error::{
-    anthropic_error_body, anthropic_error_type_for_status, translate_error, StreamError,
-    TranslateError,
-};
+pub use error::{StreamError, TranslateError};
+pub use error_body::{anthropic_error_body, anthropic_error_type_for_status, translate_error};
 pub use estimate::{estimate_count_tokens_body, estimate_input_tokens};
 pub use request::{translate_request, translate_request_with_options, RequestOptions};
 pub use response::{translate_response, translate_response_with_id};

@@ -1,4 +1,4 @@
-//! Streaming: OpenAI `chat.completion.chunk`s → Anthropic SSE frames (protocols §4 steps 1–9).
+//! Streaming: OpenAI `chat.completion.chunk`s → Anthropic SSE frames.
 //!
 //! * `message_start` (usage zeros) is written on the first parsed, non-error chunk.
 //! * Chunks with empty `choices` only contribute `usage` (Azure annotation frames are skipped).
@@ -17,7 +17,8 @@
 use bytes::BytesMut;
 use serde_json::Value;
 
-use super::error::{inband_error_json, StreamError};
+use super::error::StreamError;
+use super::error_body::inband_error_json;
 use super::json::{kind, non_empty_str};
 use super::sse::{
     write_event, write_frame, BlockStart, Delta, EmptyObject, Event, MessageDeltaBody, StartMessage,
@@ -212,7 +213,7 @@ impl StreamTranslator {
     }
 
     /// Writes `event: error` with `error_json` (e.g. from [`StreamError::Upstream`]) and ends
-    /// the translator: no `message_delta`/`message_stop` follows (protocols §4 step 8).
+    /// the translator: no `message_delta`/`message_stop` follows.
     /// `error_json` must be compact, single-line JSON (what this module produces).
     pub fn write_error(&mut self, error_json: &[u8], out: &mut BytesMut) {
         if self.finished {

@@ -1,0 +1,88 @@
+//! The gateway's own endpoints: `/gateway/health` (open), and behind the admin token
+//! `/gateway/metrics`, `/metrics` and `/gateway/audit`.
+
+mod audit;
+mod health;
+mod metrics;
+
+use crate::audit::AuditStore;
+use crate::auth::bearer_matches;
+use crate::config::{Config, Secret};
+use crate::error_response::{error_body, SDK_REQUEST_ID_HEADER};
+use crate::fallback::ProviderHealth;
+use crate::metrics::GatewayMetrics;
+use crate::request_id::RequestId;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// Where each provider's key comes from: `env`, `credential_store`, `config`,
+/// `client_passthrough` or `none`.
+pub(crate) type KeySources = Vec<(String, &'static str)>;
+
+/// What the gateway's own endpoints read.
+pub(crate) struct AdminState {
+    pub(crate) config: Config,
+    pub(crate) metrics: GatewayMetrics,
+    pub(crate) health: Arc<ProviderHealth>,
+    pub(crate) audit: Option<Arc<AuditStore>>,
+    pub(crate) admin_token: Option<Secret>,
+    /// Where each provider's key comes from, for `/gateway/health` (never the key).
+    pub(crate) key_sources: KeySources,
+}
+
+/// The router of the gateway's own endpoints.
+pub(crate) fn router(state: Arc<AdminState>) -> Router {
+    let guarded = Router::new()
+        .route("/gateway/metrics", get(metrics::summary))
+        .route("/metrics", get(metrics::prometheus))
+        .route("/gateway/audit", get(audit::records))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ));
+    Router::new()
+        .route("/gateway/health", get(health::status))
+        .merge(guarded)
+        .with_state(state)
+}
+
+/// With an admin token, the admin endpoints need `Authorization: Bearer <token>`.
+async fn require_admin(
+    State(state): State<Arc<AdminState>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match &state.admin_token {
+        Some(token) if !bearer_matches(request.headers(), token) => gateway_error(
+            &RequestId::of(request.extensions_mut()),
+            http::StatusCode::FORBIDDEN,
+            "permission_error",
+            "this endpoint needs Authorization: Bearer <admin_token>",
+        ),
+        _ => next.run(request).await,
+    }
+}
+
+/// An answer the gateway makes itself: Anthropic-shaped, with the request id in the
+/// body and in the SDKs' `request-id` header.
+fn gateway_error(
+    id: &RequestId,
+    status: http::StatusCode,
+    kind: &str,
+    message: &str,
+) -> axum::response::Response {
+    let body = error_body(kind, message, Some(&id.0));
+    let mut response = (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if let Some(value) = id.header_value() {
+        response.headers_mut().insert(SDK_REQUEST_ID_HEADER, value);
+    }
+    response
+}
