@@ -10,7 +10,7 @@ use crate::error_response::{
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
 use crate::limit::ConcurrencyShedLayer;
-use crate::metrics::{GatewayMetrics, MetricsLayer};
+use crate::metrics::{Exposition, GatewayMetrics, MetricsLayer, Render};
 use crate::pricing::PriceTable;
 use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
 use crate::route::{ConfigRoutePolicy, RouteLayer};
@@ -60,6 +60,8 @@ pub struct GatewayBuilder {
     on_usage: Arc<dyn OnUsage>,
     on_cost: Arc<dyn OnCost>,
     http_client: Option<reqwest::Client>,
+    metrics: GatewayMetrics,
+    metrics_render: Option<Render>,
 }
 
 impl GatewayBuilder {
@@ -71,7 +73,40 @@ impl GatewayBuilder {
             on_usage: Arc::new(()),
             on_cost: Arc::new(log_cost),
             http_client: None,
+            metrics: GatewayMetrics::new(),
+            metrics_render: None,
         }
+    }
+
+    /// Send the gateway's metrics to `recorder` instead of the global `metrics` recorder.
+    ///
+    /// ```
+    /// # let config = llm_gateway::Config::default();
+    /// let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    /// let handle = recorder.handle();
+    /// let gateway = llm_gateway::Gateway::builder(config)
+    ///     .metrics_recorder(recorder)
+    ///     .serve_metrics(move || handle.render())
+    ///     .build()?;
+    /// # Ok::<(), llm_gateway::config::ConfigError>(())
+    /// ```
+    pub fn metrics_recorder(
+        mut self,
+        recorder: impl metrics::Recorder + Send + Sync + 'static,
+    ) -> Self {
+        self.metrics = GatewayMetrics::with_recorder(recorder);
+        self
+    }
+
+    /// Serve `GET /metrics` (behind the admin token) with the text `render` returns, as
+    /// the classic Prometheus text format; without it the router has no `/metrics`.
+    ///
+    /// Give it the exporter's render, e.g. `move || handle.render()` for
+    /// metrics-exporter-prometheus. Each scrape first calls
+    /// [`GatewayMetrics::refresh`], so provider health and the audit queue are current.
+    pub fn serve_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics_render = Some(Arc::new(render));
+        self
     }
 
     /// Receive every priced attempt's [`CostReport`](crate::cost::CostReport) (the default
@@ -139,7 +174,7 @@ impl GatewayBuilder {
         for (model, price) in &config.pricing {
             prices.insert(model, *price);
         }
-        let metrics = GatewayMetrics::new();
+        let metrics = self.metrics;
         metrics.watch_health(health.clone(), config.providers.keys().cloned().collect());
         let fallback = FallbackLayer::new(DefaultFallbackPolicy::default())
             .with_health(health.clone())
@@ -198,14 +233,17 @@ impl GatewayBuilder {
             admin_token,
             key_sources,
         });
-        let admin = Router::new()
+        let mut admin = Router::new()
             .route("/gateway/metrics", get(metrics_summary))
-            .route("/metrics", get(prometheus))
-            .route("/gateway/audit", get(audit_records))
-            .route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                require_admin,
-            ));
+            .route("/gateway/audit", get(audit_records));
+        if let Some(render) = self.metrics_render {
+            let exposition = Exposition::new(state.metrics.clone(), render);
+            admin = admin.route("/metrics", get(move || async move { exposition.respond() }));
+        }
+        let admin = admin.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ));
         let router = Router::new()
             .route("/gateway/health", get(health_status))
             .merge(admin)
@@ -342,7 +380,8 @@ impl Gateway {
         self.router.clone()
     }
 
-    /// The gateway's metrics (what `/gateway/metrics` and `/metrics` show).
+    /// The gateway's metrics: the `/gateway/metrics` summary, and
+    /// [`refresh`](GatewayMetrics::refresh) for a host exporting the series itself.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.state.metrics
     }
@@ -519,16 +558,6 @@ fn gateway_error(status: http::StatusCode, kind: &str, message: &str) -> axum::r
         .into_response();
     response.extensions_mut().insert(OwnAnswer);
     response
-}
-
-async fn prometheus(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render_prometheus(),
-    )
 }
 
 async fn assign_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
