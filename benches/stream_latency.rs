@@ -195,7 +195,13 @@ fn first_event(c: &mut Criterion) {
 
         let mut config = Config::default();
         config.providers.get_mut("anthropic").unwrap().base_url = mock_url.parse().unwrap();
-        let gateway = Gateway::builder(config).on_usage(()).build().unwrap();
+        // A real recorder, as the daemon has: the series cost is part of what is measured.
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let gateway = Gateway::builder(config)
+            .on_usage(())
+            .metrics_recorder(recorder)
+            .build()
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway_url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {

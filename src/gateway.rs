@@ -19,7 +19,7 @@ use crate::error_response::ErrorResponseLayer;
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
 use crate::limit::ConcurrencyShedLayer;
-use crate::metrics::{GatewayMetrics, MetricsLayer};
+use crate::metrics::{Exposition, GatewayMetrics, MetricsLayer, Render};
 use crate::pricing::PriceTable;
 use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
 use crate::route::{ConfigRoutePolicy, RouteLayer};
@@ -62,6 +62,8 @@ pub struct GatewayBuilder {
     on_usage: Arc<dyn OnUsage>,
     on_cost: Arc<dyn OnCost>,
     http_client: Option<reqwest::Client>,
+    metrics: GatewayMetrics,
+    metrics_render: Option<Render>,
 }
 
 impl GatewayBuilder {
@@ -73,7 +75,40 @@ impl GatewayBuilder {
             on_usage: Arc::new(()),
             on_cost: Arc::new(log_cost),
             http_client: None,
+            metrics: GatewayMetrics::new(),
+            metrics_render: None,
         }
+    }
+
+    /// Send the gateway's metrics to `recorder` instead of the global `metrics` recorder.
+    ///
+    /// ```
+    /// # let config = llm_gateway::Config::default();
+    /// let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    /// let handle = recorder.handle();
+    /// let gateway = llm_gateway::Gateway::builder(config)
+    ///     .metrics_recorder(recorder)
+    ///     .serve_metrics(move || handle.render())
+    ///     .build()?;
+    /// # Ok::<(), llm_gateway::config::ConfigError>(())
+    /// ```
+    pub fn metrics_recorder(
+        mut self,
+        recorder: impl metrics::Recorder + Send + Sync + 'static,
+    ) -> Self {
+        self.metrics = GatewayMetrics::with_recorder(recorder);
+        self
+    }
+
+    /// Serve `GET /metrics` (behind the admin token) with the text `render` returns, as
+    /// the classic Prometheus text format; without it the router has no `/metrics`.
+    ///
+    /// Give it the exporter's render, e.g. `move || handle.render()` for
+    /// metrics-exporter-prometheus. Each scrape first calls
+    /// [`GatewayMetrics::refresh`], so provider health and the audit queue are current.
+    pub fn serve_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics_render = Some(Arc::new(render));
+        self
     }
 
     /// Receive every priced attempt's [`CostReport`](crate::cost::CostReport) (the default
@@ -141,7 +176,7 @@ impl GatewayBuilder {
         for (model, price) in &config.pricing {
             prices.insert(model, *price);
         }
-        let metrics = GatewayMetrics::new();
+        let metrics = self.metrics;
         metrics.watch_health(health.clone(), config.providers.keys().cloned().collect());
         let fallback = FallbackLayer::new(DefaultFallbackPolicy::default())
             .with_health(health.clone())
@@ -200,7 +235,10 @@ impl GatewayBuilder {
             admin_token,
             key_sources,
         });
-        let router = admin::router(state.clone())
+        let exposition = self
+            .metrics_render
+            .map(|render| Exposition::new(state.metrics.clone(), render));
+        let router = admin::router(state.clone(), exposition)
             .route_service("/v1/messages", stack.clone())
             .route_service("/v1/messages/count_tokens", stack.clone())
             .route_service("/v1/models", stack.clone())

@@ -578,3 +578,68 @@ async fn start_status_stop_as_real_processes() {
     let out = run(home.path(), &["stop"], None);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[tokio::test]
+async fn the_daemon_exports_prometheus_text_with_histograms() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        ),
+    );
+    let daemon = spawn(&["--config", &config, "--listen", "127.0.0.1:0"]);
+    let response = client()
+        .post(format!("{}/v1/messages", daemon.url))
+        .body(messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let _ = response.text().await.unwrap();
+
+    let (content_type, text) = eventually("the daemon counts the request", || async {
+        let response = client()
+            .get(format!("{}/metrics", daemon.url))
+            .header("accept", "application/openmetrics-text;version=1.0.0")
+            .send()
+            .await
+            .unwrap();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let text = response.text().await.unwrap();
+        if text.contains("llm_gateway_requests_total{") {
+            Ok((content_type, text))
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition parses");
+    let requests: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "llm_gateway_requests_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            ref other => panic!("not a counter: {other:?}"),
+        })
+        .sum();
+    assert_eq!(requests, 1.0);
+    for h in llm_gateway::metrics::HISTOGRAM_BUCKETS {
+        assert!(
+            text.contains(&format!("# TYPE {} histogram", h.metric)),
+            "{text}"
+        );
+    }
+}

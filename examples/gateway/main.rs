@@ -8,7 +8,8 @@
 //! cargo run --example gateway -- credentials store ANTHROPIC_API_KEY   # value from stdin
 //! ```
 //!
-//! The daemon: reads the config, installs tracing, serves the library's router and
+//! The daemon: reads the config, installs tracing and the Prometheus exporter (as the
+//! global `metrics` recorder, rendered at `/metrics`), serves the library's router and
 //! drains open streams on SIGTERM/Ctrl-C. The library does the work.
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod daemon;
+mod exporter;
 
 #[derive(Parser)]
 #[command(name = "llm-gateway", about = "A streaming LLM gateway")]
@@ -274,7 +276,19 @@ fn serve(config: Config, write_state: bool) -> ExitCode {
     runtime.block_on(async move {
         let grace = Duration::from_millis(config.timeouts.shutdown_grace_ms);
         let listen = config.listen;
-        let gateway = match Gateway::new(config) {
+        // Before the gateway is built, so the series get their help texts.
+        let prometheus = match exporter::install() {
+            Ok(handle) => handle,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::spawn(exporter::upkeep(prometheus.clone()));
+        let gateway = match Gateway::builder(config)
+            .serve_metrics(move || prometheus.render())
+            .build()
+        {
             Ok(gateway) => gateway,
             Err(e) => {
                 eprintln!("error: {e}");

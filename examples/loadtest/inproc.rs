@@ -7,6 +7,7 @@
 use crate::server_thread::{ServerThread, ThreadSpec};
 use llm_gateway::config::ProviderConfig;
 use llm_gateway::{Config, Gateway};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,8 +64,16 @@ impl InProcessGateway {
         };
         let server = ServerThread::start(spec, move |listener, stop| {
             // Built on the pinned owner thread: the audit writer inherits its CPU.
-            let gateway = build(config)?;
+            let (gateway, prometheus) = build(config)?;
             Ok(async move {
+                // Folds histogram samples into buckets between scrapes, as the daemon does.
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        prometheus.run_upkeep();
+                    }
+                });
                 let stopped = async {
                     let _ = stop.await;
                 };
@@ -103,7 +112,8 @@ impl Drop for InProcessGateway {
     }
 }
 
-fn build(config: Config) -> Result<Gateway, String> {
+/// The gateway, with its own Prometheus recorder (the daemon's buckets) behind `/metrics`.
+fn build(config: Config) -> Result<(Gateway, PrometheusHandle), String> {
     // The gateway's own client settings (`provider::http_client`), plus `no_proxy`: a
     // proxy variable in the environment must not send loopback traffic elsewhere.
     let client = reqwest::Client::builder()
@@ -113,8 +123,20 @@ fn build(config: Config) -> Result<Gateway, String> {
         .no_proxy()
         .build()
         .map_err(|e| format!("gateway HTTP client: {e}"))?;
-    Gateway::builder(config)
+    let mut prometheus = PrometheusBuilder::new();
+    for h in llm_gateway::metrics::HISTOGRAM_BUCKETS {
+        prometheus = prometheus
+            .set_buckets_for_metric(Matcher::Full(h.metric.into()), h.bounds)
+            .map_err(|e| format!("{}: {e}", h.metric))?;
+    }
+    let recorder = prometheus.build_recorder();
+    let handle = recorder.handle();
+    let render = handle.clone();
+    let gateway = Gateway::builder(config)
         .http_client(client)
+        .metrics_recorder(recorder)
+        .serve_metrics(move || render.render())
         .build()
-        .map_err(|e| format!("gateway config: {e}"))
+        .map_err(|e| format!("gateway config: {e}"))?;
+    Ok((gateway, handle))
 }

@@ -10,7 +10,7 @@ use crate::auth::bearer_matches;
 use crate::config::{Config, Secret};
 use crate::error_response::{error_body, SDK_REQUEST_ID_HEADER};
 use crate::fallback::ProviderHealth;
-use crate::metrics::GatewayMetrics;
+use crate::metrics::{Exposition, GatewayMetrics};
 use crate::request_id::RequestId;
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -34,15 +34,20 @@ pub(crate) struct AdminState {
 }
 
 /// The router of the gateway's own endpoints.
-pub(crate) fn router(state: Arc<AdminState>) -> Router {
-    let guarded = Router::new()
+///
+/// `/metrics` is routed only when the host gave the gateway a render function for its
+/// exporter (`exposition`).
+pub(crate) fn router(state: Arc<AdminState>, exposition: Option<Exposition>) -> Router {
+    let mut guarded = Router::new()
         .route("/gateway/metrics", get(metrics::summary))
-        .route("/metrics", get(metrics::prometheus))
-        .route("/gateway/audit", get(audit::records))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_admin,
-        ));
+        .route("/gateway/audit", get(audit::records));
+    if let Some(exposition) = exposition {
+        guarded = guarded.route("/metrics", get(move || async move { exposition.respond() }));
+    }
+    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_admin,
+    ));
     Router::new()
         .route("/gateway/health", get(health::status))
         .merge(guarded)

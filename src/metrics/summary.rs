@@ -24,8 +24,8 @@ pub(crate) struct Summary {
     by_model: BTreeMap<String, Money>,
     by_agent_type: BTreeMap<String, Money>,
     by_client: BTreeMap<String, Money>,
-    /// Exact cost per (provider, model label), for the Prometheus counter.
-    pub(crate) cost_by_series: BTreeMap<(String, String), Money>,
+    /// Exact cost per (provider, model label), for `llm_gateway_cost_usd_total`.
+    cost_by_series: BTreeMap<(String, String), Money>,
     recent: VecDeque<Value>,
 }
 
@@ -43,8 +43,13 @@ pub(crate) fn usd(money: Money) -> Value {
     serde_json::Number::from_f64(money.to_usd_f64()).map_or(Value::Null, Value::Number)
 }
 
+/// A (provider, model label) cost series a request changed, and its new exact total.
+pub(crate) type CostTotal = (String, String, Money);
+
 impl Summary {
-    pub(crate) fn record(&mut self, request: FinishedRequest) {
+    /// Add `request` to the totals; returns the cost series it changed.
+    pub(crate) fn record(&mut self, request: FinishedRequest) -> Vec<CostTotal> {
+        let mut touched = Vec::new();
         self.total_requests = self.total_requests.saturating_add(1);
         let latency_ms = request.latency.as_millis();
         self.latency_ms_sum = self.latency_ms_sum.saturating_add(latency_ms);
@@ -83,10 +88,12 @@ impl Summary {
                         add_bounded(&mut self.by_client, client, cost);
                     }
                     let label = report.priced_as.clone().unwrap_or_else(|| "other".into());
-                    *self
+                    let total = self
                         .cost_by_series
-                        .entry((provider_name.clone(), label))
-                        .or_default() += cost;
+                        .entry((provider_name.clone(), label.clone()))
+                        .or_default();
+                    *total += cost;
+                    touched.push((provider_name.clone(), label, *total));
                 }
                 None => self.unpriced_requests = self.unpriced_requests.saturating_add(1),
             }
@@ -109,6 +116,7 @@ impl Summary {
             self.recent.pop_back();
         }
         self.recent.push_front(entry);
+        touched
     }
 
     pub(crate) fn to_json(&self) -> Value {

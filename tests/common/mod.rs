@@ -163,8 +163,13 @@ pub async fn start_gateway(mut config: Config) -> TestGateway {
     config.audit.path = audit_path.clone();
     let reports = Arc::new(Mutex::new(Vec::new()));
     let sink = reports.clone();
+    // Its own recorder: tests run in parallel in one process and must not mix numbers.
+    let recorder = prometheus_recorder();
+    let handle = recorder.handle();
     let gateway = Gateway::builder(config)
         .on_usage(move |report: UsageReport| sink.lock().unwrap().push(report))
+        .metrics_recorder(recorder)
+        .serve_metrics(move || handle.render())
         .build()
         .expect("gateway builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -182,6 +187,20 @@ pub async fn start_gateway(mut config: Config) -> TestGateway {
         task,
         _dir: dir,
     }
+}
+
+/// A Prometheus recorder whose histograms have the gateway's buckets, as a host sets it up.
+pub fn prometheus_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    for h in llm_gateway::metrics::HISTOGRAM_BUCKETS {
+        builder = builder
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(h.metric.into()),
+                h.bounds,
+            )
+            .unwrap();
+    }
+    builder.build_recorder()
 }
 
 /// A plain HTTP client (no pooling surprises between tests).

@@ -1,0 +1,47 @@
+//! Gauges and counters whose truth lives elsewhere (provider health, the audit store),
+//! copied into the recorder on [`GatewayMetrics::refresh`](super::GatewayMetrics::refresh).
+
+use super::series::{
+    AUDIT_DROPPED, AUDIT_QUEUE_DEPTH, AUDIT_REOPENED, AUDIT_SPILLED, AUDIT_WRITE_ERRORS,
+    AUDIT_WRITTEN, PROVIDER_HEALTHY,
+};
+use crate::audit::AuditStore;
+use crate::fallback::ProviderHealth;
+use metrics::{counter, gauge};
+use std::sync::{Arc, OnceLock};
+
+/// What the pulled series read from, once the gateway has them; each is set once.
+#[derive(Default)]
+pub(crate) struct Sources {
+    pub(crate) health: OnceLock<(Arc<ProviderHealth>, Vec<String>)>,
+    pub(crate) audit: OnceLock<Arc<AuditStore>>,
+}
+
+impl Sources {
+    /// `llm_gateway_provider_healthy{provider}`: 1 while the provider is tried, read now
+    /// so a cool-down that has run out shows at once.
+    pub(crate) fn refresh_health(&self) {
+        let Some((health, names)) = self.health.get() else {
+            return;
+        };
+        for (name, available) in health.snapshot(names.iter().map(String::as_str)) {
+            gauge!(PROVIDER_HEALTHY, "provider" => name).set(f64::from(u8::from(available)));
+        }
+    }
+
+    /// The audit store's queue depth and its counts of records written, spilled, dropped.
+    pub(crate) fn refresh_audit(&self) {
+        let Some(store) = self.audit.get() else {
+            return;
+        };
+        let stats = store.stats();
+        // A queue depth is far below 2^53: the cast is exact.
+        gauge!(AUDIT_QUEUE_DEPTH).set(stats.queue_depth as f64);
+        // The store's counters only grow; `absolute` copies them (and never goes back).
+        counter!(AUDIT_WRITTEN).absolute(stats.written);
+        counter!(AUDIT_SPILLED).absolute(stats.spilled);
+        counter!(AUDIT_DROPPED).absolute(stats.dropped);
+        counter!(AUDIT_WRITE_ERRORS).absolute(stats.write_errors);
+        counter!(AUDIT_REOPENED).absolute(stats.reopened);
+    }
+}
