@@ -402,7 +402,6 @@ fn start_target(ctx: &Ctx, mock: &mock::Mock) -> Result<Target, String> {
             worker_threads: cli.gateway_threads,
             audit: cli.audit == OnOff::On,
             audit_bodies: cli.audit_bodies == OnOff::On,
-            writer_priority: cli.writer_priority.map(|p| p.priority()),
             cpu: ctx.proxy_cpu(),
         })
         .map(Target::InProcess),

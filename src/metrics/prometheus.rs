@@ -340,7 +340,7 @@ impl Collector for ProviderHealthy {
 /// Where the audit series read from, once the gateway has an audit store.
 pub(crate) type AuditSource = std::sync::OnceLock<Arc<crate::audit::AuditStore>>;
 
-/// `llm_gateway_audit_queue_depth` and the records the audit store spilled or dropped.
+/// `llm_gateway_audit_queue_depth` and the records the audit store shed bodies of or dropped.
 struct AuditQueue(Arc<AuditSource>);
 
 impl std::fmt::Debug for AuditQueue {
@@ -372,13 +372,13 @@ impl Collector for AuditQueue {
                 stats.written,
             ),
             (
-                "audit_records_spilled",
-                "Audit records kept without bodies because the queue was full",
-                stats.spilled,
+                "audit_bodies_shed",
+                "Audit records kept without bodies because the queue's byte budget was exhausted",
+                stats.bodies_shed,
             ),
             (
                 "audit_records_dropped",
-                "Audit records lost because queue and spill were full",
+                "Audit records lost (the byte budget exhausted even without bodies, or the writer gone)",
                 stats.dropped,
             ),
             (
