@@ -1,9 +1,5 @@
-//! The read side: query filters, `since` parsing, and [`AuditReader`], which
-//! opens its own read-only connection per call.
-//!
-//! In WAL mode readers see the last committed state and never block the
-//! writer (nor are they blocked by it), so queries can run while the store is
-//! writing. Calls are blocking: from async code, use `spawn_blocking`.
+//! The read side: query filters, `since` parsing, and [`AuditReader`]. In WAL
+//! mode readers see the last commit and never block the writer, nor it them.
 
 use std::path::{Path, PathBuf};
 
@@ -44,18 +40,13 @@ pub struct AuditQuery {
     /// Records served (or last tried) by this provider.
     #[serde(default)]
     pub provider: Option<String>,
-    /// Records whose `timestamp` is at or after this instant. Either unix
-    /// milliseconds as a decimal integer (`"1700000000000"`), or an RFC 3339
-    /// timestamp (`"2025-01-02T03:04:05Z"`, `"2025-01-02T03:04:05.250+02:00"`;
-    /// `t`/`z`/space accepted, fractions past milliseconds truncated), or a
-    /// bare date `"2025-01-02"` meaning midnight UTC. See [`parse_since`].
+    /// Records whose `timestamp` is at or after this instant: unix
+    /// milliseconds, RFC 3339 or a bare date (see [`parse_since`]).
     #[serde(default)]
     pub since: Option<String>,
-    /// Continue a listing: only records after this point in its
-    /// newest-first order. The value is the `next_cursor` of the previous
-    /// [`AuditPage`] (`"<unix ms>:<seq>"`); also accepted as `before`.
-    /// Records inserted meanwhile never shift a page, so no record is listed
-    /// twice or skipped.
+    /// Continue a listing after the `next_cursor` of the previous
+    /// [`AuditPage`] (`"<unix ms>:<seq>"`; also accepted as `before`). Records
+    /// inserted meanwhile never shift a page: none is listed twice or skipped.
     #[serde(default, alias = "before")]
     pub cursor: Option<String>,
     /// Include bodies in a [`AuditReader::page`] listing (default: only when
@@ -109,23 +100,6 @@ pub(crate) fn parse_cursor(cursor: &str) -> Result<(i64, i64), AuditError> {
     ))
 }
 
-/// Serialized JSON length of a value, without building the text.
-fn json_len(record: &AuditRecord) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, record);
-    count.0
-}
-
 /// Size and content figures of a database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AuditDbStats {
@@ -146,21 +120,11 @@ impl AuditDbStats {
     pub fn file_bytes(&self) -> u64 {
         self.page_count.saturating_mul(self.page_size)
     }
-
-    /// Bytes in pages holding data, per record (0 when empty).
-    pub fn bytes_per_record(&self) -> u64 {
-        let used = self
-            .page_count
-            .saturating_sub(self.freelist_count)
-            .saturating_mul(self.page_size);
-        used.checked_div(self.records).unwrap_or(0)
-    }
 }
 
 /// Reads an audit database. Cheap to clone; holds only the path. Every call
-/// opens its own read-only connection, so it works with or without a running
-/// [`AuditStore`](super::AuditStore) (e.g. from the `logs` CLI command), and
-/// never creates the file.
+/// opens its own read-only connection (with or without a running store) and
+/// never creates the file. Calls block: from async code use `spawn_blocking`.
 #[derive(Debug, Clone)]
 pub struct AuditReader {
     path: PathBuf,
@@ -219,7 +183,7 @@ impl AuditReader {
         let mut more = false;
         // One row past the limit tells whether there is a next page.
         let rows = self.select(filter, bodies, limit.saturating_add(1), |record| {
-            let size = json_len(record);
+            let size = serde_json::to_vec(record).map_or(0, |json| json.len());
             if taken == limit || (taken > 0 && used.saturating_add(size) > max_bytes) {
                 more = true;
                 return false;

@@ -2,7 +2,6 @@
 //! `GET /gateway/audit` returns as JSON.
 
 use std::borrow::Cow;
-
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -13,22 +12,11 @@ pub use crate::usage::Outcome;
 
 /// One request's audit record. Exactly one is written per request.
 ///
-/// Serialized with serde as-is (field names are the JSON keys); the store
-/// keeps it as JSON text plus a few scalar columns used for filtering, and
-/// the bodies apart (split into deduplicated, compressed chunks).
-///
-/// A record is self-contained (it names no other row or file) and its
-/// `request_id` identifies it: a store keeps one record per request id, so
-/// submitting the same record twice stores it once.
-///
-/// Bodies are raw bytes, exactly as they passed through the gateway. They
-/// become text only where they are read out: serializing a record writes
-/// each body as a JSON string, converting it from UTF-8 lossily (an invalid
-/// sequence becomes U+FFFD, never an error); [`request_body_text`] and
-/// [`response_body_text`] do the same for other readers.
-///
-/// [`request_body_text`]: AuditRecord::request_body_text
-/// [`response_body_text`]: AuditRecord::response_body_text
+/// Serialized with serde as-is (field names are the JSON keys). A record is
+/// self-contained and its `request_id` identifies it (a store keeps one
+/// record per request id). Bodies are raw bytes as they passed through the
+/// gateway; they become text (lossy UTF-8) only when serialized or read with
+/// [`request_body_text`](Self::request_body_text).
 ///
 /// ```
 /// use llm_gateway::audit::AuditRecord;
@@ -39,6 +27,7 @@ pub use crate::usage::Outcome;
 /// assert_eq!(record.request_body_text().as_deref(), Some("{\"model\":\"m\"}"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditRecord {
     /// The gateway's request id (`x-gateway-request-id`).
     pub request_id: String,
@@ -46,75 +35,62 @@ pub struct AuditRecord {
     /// (`2026-12-07T08:40:00.123Z`).
     pub timestamp: String,
     /// The client key's configured *name*, never the key itself.
-    #[serde(default)]
     pub client: Option<String>,
     /// The caller's agent type, when it sent one.
-    #[serde(default)]
     pub agent_type: Option<String>,
     /// The model the client asked for.
-    #[serde(default)]
     pub requested_model: Option<String>,
     /// The model that actually served the request (after routing/fallback).
-    #[serde(default)]
     pub served_model: Option<String>,
     /// The provider that served the request, or the last one tried.
-    #[serde(default)]
     pub provider: Option<String>,
     /// Which endpoint (`"messages"`, `"count_tokens"` or `"models"` in JSON);
     /// `None` (`null`) for a path the gateway does not serve.
-    #[serde(default)]
     pub endpoint: Option<Endpoint>,
     /// Every upstream attempt, in order.
-    #[serde(default)]
     pub attempts: Vec<AuditAttempt>,
     /// The HTTP status the client got.
     pub status: u16,
     /// Whether the client asked for a streamed answer.
     pub stream: bool,
     /// Time to first token in milliseconds (streams), when one arrived.
-    #[serde(default)]
     pub ttft_ms: Option<u64>,
     /// Total latency in milliseconds as seen by the gateway.
     pub latency_ms: u64,
     /// Token usage as read from the answer.
-    #[serde(default)]
     pub usage: AuditUsage,
     /// Exact decimal USD cost as text (e.g. `"0.0123"`); `None` when the
     /// model has no price.
-    #[serde(default)]
     pub cost_usd: Option<String>,
     /// Version of the price table the cost was computed with.
-    #[serde(default)]
     pub price_table_version: Option<String>,
     /// How the request ended (`"complete"`, `"error"`,
     /// `"client_disconnected"` or `"incomplete"` in JSON).
     pub outcome: Outcome,
     /// Client-safe error message, if any.
-    #[serde(default)]
     pub error: Option<String>,
     /// The request body as configured, as raw bytes; already cut by the
     /// caller at `max_body_bytes` with a visible marker appended. The store
     /// never adds to it (except its overload marker, see
     /// [`BODY_SHED_MARKER`](super::BODY_SHED_MARKER)). Serialized as a JSON
     /// string (lossy UTF-8).
-    #[serde(default, with = "body_text")]
+    #[serde(with = "body_text")]
     pub request_body: Option<Bytes>,
     /// The response body as configured, as raw bytes; for streams the SSE
     /// text as sent. Cut and serialized like `request_body`.
-    #[serde(default, with = "body_text")]
+    #[serde(with = "body_text")]
     pub response_body: Option<Bytes>,
 }
 
 /// One upstream attempt of a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditAttempt {
     /// The provider's configured name.
     pub provider: String,
     /// The upstream HTTP status, when one was received.
-    #[serde(default)]
     pub status: Option<u16>,
     /// Why the attempt failed, if it did (client-safe text).
-    #[serde(default)]
     pub error: Option<String>,
     /// How long the attempt took, in milliseconds.
     pub latency_ms: u64,
@@ -123,24 +99,19 @@ pub struct AuditAttempt {
 /// Token usage of one request. Every field is `None` when the answer did not
 /// report it (which is different from a reported zero).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditUsage {
     /// Uncached input tokens.
-    #[serde(default)]
     pub input_tokens: Option<u64>,
     /// Output tokens.
-    #[serde(default)]
     pub output_tokens: Option<u64>,
     /// All cache-write tokens (5m + 1h).
-    #[serde(default)]
     pub cache_creation_input_tokens: Option<u64>,
     /// Cache-write tokens with the 5 minute TTL.
-    #[serde(default)]
     pub cache_write_5m_tokens: Option<u64>,
     /// Cache-write tokens with the 1 hour TTL.
-    #[serde(default)]
     pub cache_write_1h_tokens: Option<u64>,
     /// Cache-read tokens.
-    #[serde(default)]
     pub cache_read_input_tokens: Option<u64>,
 }
 

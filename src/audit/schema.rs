@@ -21,20 +21,10 @@
 //! )
 //! ```
 //!
-//! Every body is a list of content-defined chunks (see `chunks.rs`), each
-//! stored once however many bodies hold it. A chunk is kept while some row
-//! lists it: retention deletes rows, then every chunk no remaining row lists
-//! (mark and sweep, in the writer's transaction). There are no reference
-//! counts to keep right, and nothing a crash could leave half-done.
-//!
-//! `AUTOINCREMENT` (not just a rowid alias) guarantees `seq` is never reused,
-//! even after retention deletes the newest rows, so a follower's cursor stays
-//! valid. The file is created with `auto_vacuum=INCREMENTAL`, so retention
-//! can give the freed pages back to the filesystem.
-//!
-//! A file with another `user_version` (an older gateway's, with inline
-//! bodies and reference counts) is refused with an error naming it, and left
-//! untouched: there are no migrations.
+//! A chunk is kept while some row lists it (see `chunks.rs`). `AUTOINCREMENT`
+//! keeps `seq` from being reused, so a follower's cursor stays valid. The
+//! file is created with `auto_vacuum=INCREMENTAL`, so retention can give
+//! freed pages back. A file with another `user_version` is refused.
 
 use std::path::Path;
 use std::time::Duration;

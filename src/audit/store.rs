@@ -32,52 +32,36 @@ const RECORD_BYTES: usize = 1024;
 /// is failing (then it returns the failure instead of waiting for the disk).
 const FLUSH_POLL: Duration = Duration::from_millis(100);
 
-/// Configuration of an [`AuditStore`].
+/// Configuration of an [`AuditStore`]; see each field for its default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditStoreConfig {
     /// The SQLite file; created (with its directory) if missing.
     pub path: PathBuf,
     /// Records the channel to the writer holds at most (default 32,768; 0 is
-    /// treated as 1). Memory is bounded by `queue_max_bytes`; this only
-    /// sizes the channel (a slot is a few dozen bytes, allocated up front).
+    /// treated as 1). Memory is bounded by `queue_max_bytes`.
     pub queue_capacity: usize,
-    /// The byte budget: what records waiting for their commit may hold, in
-    /// bytes, bodies included (default 256 MiB). A record that does not fit
-    /// is kept with its bodies replaced by [`BODY_SHED_MARKER`]; one that
-    /// does not fit even so is dropped. Both are counted.
+    /// The byte budget of records waiting for their commit, bodies included
+    /// (default 256 MiB); see [`AuditStore::submit`].
     pub queue_max_bytes: usize,
     /// Records per transaction at most (default 256; 0 is treated as 1).
     pub batch_max: usize,
-    /// How long a record may wait for its batch to fill before the batch is
-    /// committed anyway (default 200 ms). Keep it well under one second: the
-    /// store promises durability within one second of `submit`.
+    /// How long a record may wait for its batch to fill (default 200 ms).
+    /// Keep it well under the one second within which records are durable.
     pub flush_interval: Duration,
     /// Delete records whose timestamp is older than this many days.
     pub retention_days: Option<u32>,
-    /// Delete the oldest records while the database's used pages exceed this
-    /// many bytes (down to 90 % of it). Counts the main file only; the WAL is
-    /// separately capped at 64 MiB after checkpoints.
+    /// Delete the oldest records while the main file's used pages exceed this
+    /// many bytes (down to 90 % of it); the WAL is capped at 64 MiB apart.
     pub max_bytes: Option<u64>,
     /// How often retention runs after the one at start-up (default 5 min).
     pub prune_interval: Duration,
 }
 
 impl AuditStoreConfig {
-    /// Defaults with the given path.
+    /// Defaults with the given path: no retention, the defaults of each field.
     pub fn new(path: impl Into<PathBuf>) -> AuditStoreConfig {
         AuditStoreConfig {
             path: path.into(),
-            ..AuditStoreConfig::default()
-        }
-    }
-}
-
-impl Default for AuditStoreConfig {
-    /// `llm-gateway-audit.db` in the working directory, no retention, and
-    /// the defaults documented on each field.
-    fn default() -> Self {
-        AuditStoreConfig {
-            path: PathBuf::from("llm-gateway-audit.db"),
             queue_capacity: 32_768,
             queue_max_bytes: 256 * 1024 * 1024,
             batch_max: 256,
@@ -89,14 +73,11 @@ impl Default for AuditStoreConfig {
     }
 }
 
-/// A snapshot of the store's counters (for metrics and health).
-///
-/// Every accepted record ends up `written` or `dropped`; `queue_depth` is the
-/// number in between: `submitted = written + dropped + queue_depth`.
+/// A snapshot of the store's counters (for metrics and health):
+/// `submitted = written + dropped + queue_depth` at every moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct AuditStats {
-    /// Records submitted and not yet committed (in the channel or the
-    /// writer's batch). This is `audit_queue_depth`.
+    /// Records submitted and not yet committed (`audit_queue_depth`).
     pub queue_depth: usize,
     /// What those records count against the byte budget.
     pub queued_bytes: usize,
@@ -111,23 +92,16 @@ pub struct AuditStats {
     pub write_errors: u64,
     /// Records deleted by retention.
     pub pruned: u64,
-    /// Whether the store is in a failure episode: the last commit failed and
-    /// none has succeeded since. Its records are kept (within the budget)
-    /// and retried; [`AuditStore::last_error`] says why.
+    /// The last commit failed and none has succeeded since (its records are
+    /// kept and retried; [`AuditStore::last_error`] says why).
     pub failing: bool,
-    /// Times the writer found the database file deleted or replaced (by
-    /// device and inode, checked before each commit) and reopened the path.
+    /// Times the database file was found deleted or replaced, and reopened.
     pub reopened: u64,
 }
 
 /// The durable audit store: a bounded channel with a byte budget in front of
-/// one writer thread that commits batches to SQLite. See the
-/// [module docs](super).
-///
-/// `submit` never blocks and never touches the disk. Queries open their own
-/// read-only connection and are blocking calls. Dropping the store (or
-/// [`shutdown`](Self::shutdown)) commits everything queued and joins the
-/// writer.
+/// one writer thread that commits batches to SQLite (see the
+/// [module docs](super)). Dropping it commits everything and joins the writer.
 pub struct AuditStore {
     tx: Option<SyncSender<Msg>>,
     handle: Option<JoinHandle<()>>,
@@ -147,9 +121,8 @@ impl fmt::Debug for AuditStore {
 
 impl AuditStore {
     /// Open (or create) the database at `config.path` and start the writer
-    /// thread. Retention, if configured, starts at once in the background.
-    /// A file of another schema version is refused
-    /// ([`AuditError::WrongSchema`]) and left as it is.
+    /// thread. A file of another schema is refused ([`AuditError::WrongSchema`])
+    /// and left as it is.
     pub fn open(config: AuditStoreConfig) -> Result<AuditStore, AuditError> {
         let conn = schema::open_writer(&config.path)?;
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
@@ -232,12 +205,10 @@ impl AuditStore {
             .set_error(format!("audit record dropped: {why}"));
     }
 
-    /// Block until every record submitted before this call is committed.
-    /// Not for the request path (it waits for the disk); meant for SIGTERM
-    /// handling and tests. Errors if the commit failed (the records stay
-    /// queued and are retried). While the store is in a failure episode
-    /// ([`AuditStats::failing`]) it does not wait for the disk: it returns
-    /// the failure within 100 ms.
+    /// Block until every record submitted before this call is committed (for
+    /// SIGTERM handling and tests, not the request path). Errors if the
+    /// commit failed; while the store is [failing](AuditStats::failing) it
+    /// returns the failure within 100 ms instead of waiting for the disk.
     pub fn flush(&self) -> Result<(), AuditError> {
         let (ack, done) = mpsc::channel();
         self.send_control(Msg::Flush(ack))?;
@@ -257,14 +228,12 @@ impl AuditStore {
         }
         Err(AuditError::Writer(format!(
             "{} audit records are not written: {}",
-            self.queue_depth(),
+            self.shared.queue_depth.load(Ordering::Relaxed),
             self.last_error().unwrap_or_default()
         )))
     }
 
-    /// Run retention now and wait for it; returns the number of records
-    /// deleted. With no `retention_days`/`max_bytes` it only gives free
-    /// pages back. Blocking, like [`flush`](Self::flush).
+    /// Commit, run retention now and wait for it; returns the records deleted.
     pub fn prune(&self) -> Result<u64, AuditError> {
         let (ack, done) = mpsc::channel();
         self.send_control(Msg::Prune(ack))?;
@@ -290,10 +259,9 @@ impl AuditStore {
         }
     }
 
-    /// Stop accepting, commit everything queued, join the writer, and
-    /// return the final counters. Records that still could not be committed
-    /// (after a few tries) are counted in `dropped`, logged, and make this an
-    /// [`AuditError::Writer`] naming how many were lost and why.
+    /// Stop accepting, commit everything queued, join the writer, and return
+    /// the final counters. Records still not committed after a few tries are
+    /// counted in `dropped`, logged, and make this an error naming them.
     pub fn shutdown(mut self) -> Result<AuditStats, AuditError> {
         self.close()?;
         if self.shared.lost_at_shutdown.load(Ordering::Relaxed) > 0 {
@@ -329,16 +297,6 @@ impl AuditStore {
             failing: s.failing.load(Ordering::Relaxed),
             reopened: s.reopened.load(Ordering::Relaxed),
         }
-    }
-
-    /// Records submitted and not yet committed (`audit_queue_depth`).
-    pub fn queue_depth(&self) -> usize {
-        self.shared.queue_depth.load(Ordering::Relaxed)
-    }
-
-    /// Records lost so far (see [`AuditStats::dropped`]).
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// The most recent writer or overload error, for health output.

@@ -379,7 +379,7 @@ fn records_are_committed_by_the_batch_timer_without_shutdown() {
     // A brand-new connection sees every record while the store still runs:
     // what `kill -9` would leave behind.
     assert_eq!(count_rows(&dir.path().join("audit.db")), n);
-    assert_eq!(store.queue_depth(), 0);
+    assert_eq!(store.stats().queue_depth, 0);
     // One more, alone: committed by the timer, not by a full batch.
     store.submit(record("single", now_ms()));
     std::thread::sleep(Duration::from_millis(1200));

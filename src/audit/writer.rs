@@ -1,15 +1,10 @@
-//! The writer thread: takes records from the channel, commits them in
-//! batches, retries a failed batch, reopens a replaced file, and runs
-//! retention between batches.
-//!
-//! The loop, in short: wait for a message until the batch's deadline (or
-//! the retry time, or the next prune); commit when `batch_max` records are
-//! pending or the deadline passed; after a failed commit keep the records
-//! and retry with back-off (100 ms doubling to 2 s). The records waiting
-//! here still count against the store's byte budget, so while the disk is
-//! failing, memory stays bounded and new records are shed or dropped at
-//! `submit`, counted. When every sender is gone (shutdown) it commits what
-//! is left (a few tries) and counts the rest as dropped.
+//! The writer thread. It waits for a message until the batch's deadline (or
+//! the retry time, or the next prune); commits when `batch_max` records are
+//! pending or the deadline passed; keeps a failed batch and retries it with
+//! back-off (100 ms doubling to 2 s). Pending records still count against
+//! the store's byte budget, so a failing disk cannot exhaust memory. When
+//! every sender is gone it commits what is left (a few tries) and counts the
+//! rest as dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
