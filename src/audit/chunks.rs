@@ -2,21 +2,15 @@
 //! zstd-compressed.
 //!
 //! A coding agent resends its tools, system prompt and whole conversation on
-//! every turn, so consecutive request bodies share almost all their bytes.
-//! FastCDC cuts a body where its content says (a rolling hash), not at fixed
-//! offsets, so an edit or an appended turn changes only the chunks around
-//! it and every other chunk is found again by its blake3 hash. Only a chunk
-//! the file does not hold yet is compressed and written.
+//! every turn. FastCDC cuts a body where its content says (a rolling hash),
+//! so an edit or an appended turn changes only the chunks around it and every
+//! other chunk is found again by its blake3 hash; only a new chunk is
+//! compressed and written. Sizes: 2 KiB min, 8 KiB average (each change costs
+//! about one average chunk of new bytes; each chunk a lookup), 64 KiB max.
 //!
-//! Chunk sizes (min / average / max): [`MIN_CHUNK`] 2 KiB / [`AVG_CHUNK`]
-//! 8 KiB / [`MAX_CHUNK`] 64 KiB. Each change to a body costs about one
-//! average chunk of new bytes on top of the change itself, so a smaller
-//! average saves disk; each chunk costs a lookup and 8 bytes in the row's
-//! list, so a smaller average costs writer CPU. A body shorter than the
-//! minimum is one chunk.
-//!
-//! A chunk is deleted only by [`sweep`], which keeps every chunk a row still
-//! lists: freeing needs no reference counts.
+//! A chunk is deleted only by [`sweep`], which keeps every chunk some row
+//! still lists: freeing needs no reference counts, and a crash (every write
+//! is one transaction) leaves nothing half-done.
 
 use std::collections::HashSet;
 

@@ -1,9 +1,8 @@
 //! Durable audit store.
 //!
-//! Every request leaves exactly one [`AuditRecord`]. The request path hands
-//! it to an [`AuditSink`], whose one method, [`submit`](AuditSink::submit),
-//! must not block. The built-in sink, [`AuditStore`], writes records to an
-//! embedded SQLite database from one writer thread, in batches.
+//! Every request leaves one [`AuditRecord`], handed to an [`AuditSink`]
+//! ([`submit`](AuditSink::submit) must not block). The built-in sink,
+//! [`AuditStore`], writes records to SQLite from one writer thread.
 //!
 //! # How the store works
 //!

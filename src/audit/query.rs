@@ -144,11 +144,8 @@ impl AuditReader {
     /// Records matching `filter`, newest first (by `timestamp_ms`, then by
     /// `seq`).
     pub fn query(&self, filter: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
-        Ok(self
-            .query_with_seq(filter)?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect())
+        let rows = self.select(filter, true, filter.effective_limit(), |_| true)?;
+        Ok(rows.into_iter().map(|row| row.record).collect())
     }
 
     /// Like [`query`](Self::query) but each record comes with its `seq`, so a
@@ -215,46 +212,34 @@ impl AuditReader {
         limit: usize,
         keep: impl FnMut(&AuditRecord) -> bool,
     ) -> Result<Vec<Row>, AuditError> {
-        let since = match non_empty(&filter.since) {
-            Some(s) => Some(parse_since(s)?),
-            None => None,
-        };
-        let cursor = match non_empty(&filter.cursor) {
-            Some(c) => Some(parse_cursor(c)?),
-            None => None,
-        };
+        let since = non_empty(&filter.since).map(parse_since).transpose()?;
+        let cursor = non_empty(&filter.cursor).map(parse_cursor).transpose()?;
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut clauses: Vec<String> = Vec::new();
+        let text = |s: &str| Value::Text(s.to_owned());
+        let mut clauses: Vec<&str> = Vec::new();
         let mut params: Vec<Value> = Vec::new();
         if let Some(id) = non_empty(&filter.request_id) {
-            params.push(Value::Text(id.to_owned()));
-            clauses.push(format!("request_id = ?{}", params.len()));
+            clauses.push("request_id = ?");
+            params.push(text(id));
         }
         if let Some(model) = non_empty(&filter.model) {
-            params.push(Value::Text(model.to_owned()));
-            let n = params.len();
-            clauses.push(format!("(requested_model = ?{n} OR served_model = ?{n})"));
+            clauses.push("(requested_model = ? OR served_model = ?)");
+            params.extend([text(model), text(model)]);
         }
         if let Some(provider) = non_empty(&filter.provider) {
-            params.push(Value::Text(provider.to_owned()));
-            clauses.push(format!("provider = ?{}", params.len()));
+            clauses.push("provider = ?");
+            params.push(text(provider));
         }
         if let Some(since) = since {
+            clauses.push("timestamp_ms >= ?");
             params.push(Value::Integer(since));
-            clauses.push(format!("timestamp_ms >= ?{}", params.len()));
         }
         if let Some((ts, seq)) = cursor {
-            params.push(Value::Integer(ts));
-            let t = params.len();
-            params.push(Value::Integer(seq));
-            let s = params.len();
-            clauses.push(format!(
-                "(timestamp_ms < ?{t} OR (timestamp_ms = ?{t} AND seq < ?{s}))"
-            ));
+            clauses.push("(timestamp_ms < ? OR (timestamp_ms = ? AND seq < ?))");
+            params.extend([ts, ts, seq].map(Value::Integer));
         }
-        let conn = schema::open_reader(&self.path)?;
         let columns = if bodies {
             schema::SELECT_COLUMNS
         } else {
@@ -262,14 +247,11 @@ impl AuditReader {
         };
         let mut sql = format!("SELECT {columns} FROM audit_records");
         if !clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&clauses.join(" AND "));
+            sql = format!("{sql} WHERE {}", clauses.join(" AND "));
         }
+        sql.push_str(" ORDER BY timestamp_ms DESC, seq DESC LIMIT ?");
         params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(
-            " ORDER BY timestamp_ms DESC, seq DESC LIMIT ?{}",
-            params.len()
-        ));
+        let conn = schema::open_reader(&self.path)?;
         read_rows(&conn, &sql, params, keep)
     }
 

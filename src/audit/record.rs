@@ -145,8 +145,7 @@ impl Default for AuditRecord {
 
 impl AuditRecord {
     /// A `messages` record with status 200 and outcome `complete`, for
-    /// request `request_id` at `timestamp_ms` (unix milliseconds); fill in
-    /// the rest with struct update syntax or field by field.
+    /// request `request_id` at `timestamp_ms` (unix milliseconds).
     pub fn new(request_id: impl Into<String>, timestamp_ms: i64) -> AuditRecord {
         AuditRecord {
             request_id: request_id.into(),
@@ -167,8 +166,7 @@ impl AuditRecord {
         super::time::parse_rfc3339_ms(&self.timestamp)
     }
 
-    /// Total length in bytes of the two bodies (what dominates the record's
-    /// size in memory and on disk).
+    /// Total length in bytes of the two bodies.
     pub fn body_bytes(&self) -> usize {
         self.request_body.as_ref().map_or(0, Bytes::len)
             + self.response_body.as_ref().map_or(0, Bytes::len)
@@ -177,11 +175,6 @@ impl AuditRecord {
     /// The request body as text: lossy UTF-8, borrowed when it is valid.
     pub fn request_body_text(&self) -> Option<Cow<'_, str>> {
         self.request_body.as_deref().map(String::from_utf8_lossy)
-    }
-
-    /// The response body as text: lossy UTF-8, borrowed when it is valid.
-    pub fn response_body_text(&self) -> Option<Cow<'_, str>> {
-        self.response_body.as_deref().map(String::from_utf8_lossy)
     }
 }
 

@@ -148,16 +148,12 @@ fn create_private(path: &Path) -> Result<(), AuditError> {
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let mut name = path.as_os_str().to_owned();
-                let base = name.clone();
                 for suffix in ["", "-wal", "-shm"] {
-                    name.clone_from(&base);
+                    let mut name = path.as_os_str().to_owned();
                     name.push(suffix);
-                    let file = Path::new(&name);
-                    if let Ok(meta) = std::fs::metadata(file) {
-                        if meta.permissions().mode() & 0o077 != 0 {
-                            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
-                        }
+                    let meta = std::fs::metadata(&name);
+                    if meta.is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                        std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))?;
                     }
                 }
             }
@@ -206,7 +202,6 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, AuditError> {
 }
 
 /// Page accounting of the main database file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pages {
     pub(crate) page_size: u64,
     pub(crate) page_count: u64,

@@ -1,8 +1,7 @@
 //! [`AuditStore`]: open the database, accept records without blocking,
 //! flush, prune, query, shut down.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -24,12 +23,10 @@ use super::AuditSink;
 /// budget was exhausted. The rest of the record is kept.
 pub const BODY_SHED_MARKER: &str = "[body not stored: audit queue overloaded]";
 
-/// What a record counts against the byte budget besides its bodies: its
-/// metadata, generously.
+/// What a record counts against the byte budget besides its bodies (generously).
 const RECORD_BYTES: usize = 1024;
 
-/// How often [`AuditStore::flush`] checks, while it waits, whether the store
-/// is failing (then it returns the failure instead of waiting for the disk).
+/// How often a waiting [`AuditStore::flush`] checks whether the store is failing.
 const FLUSH_POLL: Duration = Duration::from_millis(100);
 
 /// Configuration of an [`AuditStore`]; see each field for its default.
@@ -102,21 +99,13 @@ pub struct AuditStats {
 /// The durable audit store: a bounded channel with a byte budget in front of
 /// one writer thread that commits batches to SQLite (see the
 /// [module docs](super)). Dropping it commits everything and joins the writer.
+#[derive(Debug)]
 pub struct AuditStore {
     tx: Option<SyncSender<Msg>>,
     handle: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     reader: AuditReader,
     budget: usize,
-}
-
-impl fmt::Debug for AuditStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuditStore")
-            .field("path", &self.reader.path())
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
-    }
 }
 
 impl AuditStore {
@@ -168,21 +157,17 @@ impl AuditStore {
             }
             shared.bodies_shed.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(tx) = &self.tx else {
-            shared.release(1, cost);
-            return self.drop_record("the writer thread is not running");
+        let sent = self
+            .tx
+            .as_ref()
+            .map(|tx| tx.try_send(Msg::Record(Box::new(record), cost)));
+        let why = match sent {
+            Some(Ok(())) => return,
+            Some(Err(TrySendError::Full(_))) => "the queue is full",
+            _ => "the writer thread is not running",
         };
-        match tx.try_send(Msg::Record(Box::new(record), cost)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                shared.release(1, cost);
-                self.drop_record("the queue is full");
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                shared.release(1, cost);
-                self.drop_record("the writer thread is not running");
-            }
-        }
+        shared.release(1, cost);
+        self.drop_record(why);
     }
 
     /// Count `cost` bytes and one record against the budget, if they fit.
@@ -302,11 +287,6 @@ impl AuditStore {
     /// The most recent writer or overload error, for health output.
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error()
-    }
-
-    /// The database path.
-    pub fn path(&self) -> &Path {
-        self.reader.path()
     }
 
     /// A reader for the same file (cheap; clone it into `spawn_blocking`).

@@ -23,20 +23,12 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Digits `b[start..end]` as a number, or `None` if any is not an ASCII digit.
-fn number(b: &[u8], start: usize, end: usize) -> Option<i64> {
-    let mut n: i64 = 0;
-    for &c in b.get(start..end)? {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + i64::from(c - b'0');
-    }
-    Some(n)
-}
-
-fn expect(b: &[u8], at: usize, allowed: &[u8]) -> Option<()> {
-    allowed.contains(b.get(at)?).then_some(())
+/// The ASCII digits `s[range]` as a number.
+fn digits(s: &str, range: std::ops::Range<usize>) -> Option<i64> {
+    let part = s.get(range)?;
+    part.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| part.parse().ok())?
 }
 
 /// Parse `YYYY-MM-DD` (midnight UTC) or
@@ -44,62 +36,53 @@ fn expect(b: &[u8], at: usize, allowed: &[u8]) -> Option<()> {
 /// fraction truncated to milliseconds; a leap second `:60` accepted) into
 /// unix milliseconds.
 pub(crate) fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let year = number(b, 0, 4)?;
-    expect(b, 4, b"-")?;
-    let month = number(b, 5, 7)?;
-    expect(b, 7, b"-")?;
-    let day = number(b, 8, 10)?;
+    let at = |i: usize, allowed: &str| s.get(i..i + 1).filter(|c| allowed.contains(*c));
+    let (year, month, day) = (digits(s, 0..4)?, digits(s, 5..7)?, digits(s, 8..10)?);
+    at(4, "-")?;
+    at(7, "-")?;
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    if b.len() == 10 {
+    if s.len() == 10 {
         return Some(days * MS_PER_DAY);
     }
-    expect(b, 10, b"Tt ")?;
-    let hour = number(b, 11, 13)?;
-    expect(b, 13, b":")?;
-    let minute = number(b, 14, 16)?;
-    expect(b, 16, b":")?;
-    let second = number(b, 17, 19)?;
+    at(10, "Tt ")?;
+    at(13, ":")?;
+    at(16, ":")?;
+    let (hour, minute, second) = (digits(s, 11..13)?, digits(s, 14..16)?, digits(s, 17..19)?);
     if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let mut i = 19;
+    let mut rest = s.get(19..)?;
     let mut millis = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let len = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        let kept = len.min(3);
+        millis = digits(fraction, 0..kept)? * 10_i64.pow(3 - kept as u32);
+        rest = &fraction[len..];
+        if len == 0 {
             return None;
         }
-        let kept = (i - start).min(3);
-        millis = number(b, start, start + kept)? * 10_i64.pow(3 - kept as u32);
     }
-    let offset_s = match b.get(i..)? {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 => {
-            let oh = number(b, i + 1, i + 3)?;
-            expect(b, i + 3, b":")?;
-            let om = number(b, i + 4, i + 6)?;
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
+            let (oh, om) = (digits(rest, 1..3)?, digits(rest, 4..6)?);
+            rest.get(3..4).filter(|c| *c == ":")?;
             if oh > 23 || om > 59 {
                 return None;
             }
-            let off = oh * 3600 + om * 60;
-            if *sign == b'+' {
-                off
+            let offset = oh * 3600 + om * 60;
+            if rest.starts_with('+') {
+                offset
             } else {
-                -off
+                -offset
             }
         }
         _ => return None,
     };
-    let secs = hour * 3600 + minute * 60 + second - offset_s;
-    Some(days * MS_PER_DAY + secs * 1000 + millis)
+    Some(days * MS_PER_DAY + (hour * 3600 + minute * 60 + second - offset_s) * 1000 + millis)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {

@@ -20,10 +20,8 @@ use super::record::AuditRecord;
 use super::schema;
 use super::time::now_ms;
 
-/// Commit tries at shutdown before the remaining records are counted as
-/// dropped.
+/// Commit tries at shutdown, and the pause between them.
 const FINAL_ATTEMPTS: u32 = 3;
-/// Pause between the final tries.
 const FINAL_PAUSE: Duration = Duration::from_millis(200);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -162,9 +160,11 @@ impl Writer {
     pub(crate) fn run(mut self) {
         loop {
             let now = Instant::now();
-            if self.next_prune.is_some_and(|t| t <= now) && self.retry_at.is_none() {
+            if self.next_prune.is_some_and(|t| t <= now) {
                 self.next_prune = Some(now + self.settings.prune_interval);
-                let _ = self.prune();
+                if self.retry_at.is_none() {
+                    let _ = self.prune();
+                }
             }
             match self.rx.recv_timeout(self.wait_time(now)) {
                 Ok(Msg::Record(record, cost)) => {
