@@ -56,25 +56,23 @@ pub fn sse_answer(i: usize) -> String {
 /// `n` records of the load tool's Claude Code request (~100 KB: 24 tools, the
 /// system prompt, a conversation) with a final user message unique to each,
 /// and a unique ~20 KB SSE answer.
-pub fn claude_code(n: usize) -> Vec<AuditRecord> {
+pub fn claude_code(n: usize) -> Box<dyn Iterator<Item = AuditRecord>> {
     let body = RequestBody::varying("claude-sonnet-4-5");
-    (0..n)
-        .map(|i| {
-            let request = body.get(0, i % 8, i as u64);
-            make_record(i, request.to_vec(), sse_answer(i))
-        })
-        .collect()
+    Box::new((0..n).map(move |i| {
+        let request = body.get(0, i % 8, i as u64);
+        make_record(i, request.to_vec(), sse_answer(i))
+    }))
 }
 
 /// `n` records of 8 conversations running side by side, each starting from
 /// the same 60 KB of tools and system prompt and growing by a ~2 KB exchange
 /// a turn (inside the `messages` array, so the closing `]}` moves), 40 turns
 /// each before a new one takes its place; each with a unique ~20 KB answer.
-pub fn growing(n: usize) -> Vec<AuditRecord> {
+pub fn growing(n: usize) -> Box<dyn Iterator<Item = AuditRecord>> {
     const CONVERSATIONS: usize = 8;
     const TURNS: usize = 40;
     let tools = Words(7).text(60_000);
-    let start = |seed: u64| {
+    let start = move |seed: u64| {
         let mut words = Words(seed);
         let open = format!(
             "{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":1024,\"system\":\"{tools}\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}",
@@ -86,8 +84,7 @@ pub fn growing(n: usize) -> Vec<AuditRecord> {
         .map(|c| start(10_000 + c as u64))
         .collect();
     let mut next_seed = 10_000 + CONVERSATIONS as u64;
-    (0..n)
-        .map(|i| {
+    Box::new((0..n).map(move |i| {
             let slot = &mut slots[i % CONVERSATIONS];
             if slot.2 == TURNS {
                 *slot = start(next_seed);
@@ -102,8 +99,7 @@ pub fn growing(n: usize) -> Vec<AuditRecord> {
             ));
             *turns += 1;
             make_record(i, body.into_bytes(), sse_answer(i))
-        })
-        .collect()
+        }))
 }
 
 /// Nanoseconds this process's thread named `name` has run on a CPU (from
@@ -132,20 +128,32 @@ pub struct Figures {
     pub durable_per_second: f64,
 }
 
-/// Submit `records` to a fresh store in `dir`, wait until all are committed,
-/// and take the figures: the writer's CPU (read before shutdown, while the
-/// thread lives) and the file's size after shutdown.
-pub fn measure(dir: &Path, records: Vec<AuditRecord>) -> Figures {
-    let n = records.len();
+/// Submit `records` to `store` (made as they go, a flush every 256 so the
+/// queue's byte budget never sheds a body), wait until all are committed,
+/// and return how many and their body bytes.
+pub fn feed(store: &AuditStore, records: impl Iterator<Item = AuditRecord>) -> (usize, usize) {
+    let (mut n, mut body_bytes) = (0, 0);
+    for record in records {
+        body_bytes += record.body_bytes();
+        store.submit(record);
+        n += 1;
+        if n % 256 == 0 {
+            store.flush().expect("the records commit");
+        }
+    }
+    store.flush().expect("the records commit");
+    (n, body_bytes)
+}
+
+/// Feed `records` to a fresh store in `dir` and take the figures: the
+/// writer's CPU (read before shutdown, while the thread lives) and the
+/// file's size after shutdown.
+pub fn measure(dir: &Path, records: impl Iterator<Item = AuditRecord>) -> Figures {
     let path = dir.join("audit.db");
-    let body_bytes: usize = records.iter().map(AuditRecord::body_bytes).sum();
     let store = AuditStore::open(AuditStoreConfig::new(&path)).expect("the store opens");
     let before = thread_cpu("audit-writer");
     let t0 = Instant::now();
-    for record in records {
-        store.submit(record);
-    }
-    store.flush().expect("the records commit");
+    let (n, body_bytes) = feed(&store, records);
     let elapsed = t0.elapsed();
     let cpu = thread_cpu("audit-writer").zip(before).map(|(a, b)| a - b);
     let stats = store.shutdown().expect("the store shuts down");
