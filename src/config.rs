@@ -263,10 +263,6 @@ pub struct AuditConfig {
     pub retention_days: Option<u32>,
     /// The store is pruned, oldest records first, to stay under this many bytes.
     pub max_db_bytes: Option<u64>,
-    /// How the writer thread shares the CPU: `"low"` (default: nice +10, keeps up on
-    /// a saturated CPU) or `"idle"` (only idle CPU, never delays a request, but
-    /// records wait while other work saturates the CPU).
-    pub writer_priority: crate::audit::WriterPriority,
 }
 
 impl Default for AuditConfig {
@@ -279,7 +275,6 @@ impl Default for AuditConfig {
             max_body_bytes: 1024 * 1024,
             retention_days: None,
             max_db_bytes: None,
-            writer_priority: crate::audit::WriterPriority::Low,
         }
     }
 }
@@ -638,26 +633,6 @@ cache_read = 0.30
             text.contains("line 2") && text.contains("negative"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn audit_writer_priority_is_idle_or_low() {
-        let config = Config::from_toml_str("[audit]\nwriter_priority = \"idle\"\n").unwrap();
-        assert_eq!(
-            config.audit.writer_priority,
-            crate::audit::WriterPriority::Idle
-        );
-        assert_eq!(
-            Config::default().audit.writer_priority,
-            crate::audit::WriterPriority::Low
-        );
-        let err = Config::from_toml_str("[audit]\nwriter_priority = \"high\"\n").unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("writer_priority") || text.contains("high"),
-            "{text}"
-        );
-        assert!(text.contains("idle") && text.contains("low"), "{text}");
     }
 
     #[test]

@@ -194,7 +194,6 @@ impl GatewayBuilder {
                 let mut store_config = AuditStoreConfig::new(&config.audit.path);
                 store_config.retention_days = config.audit.retention_days;
                 store_config.max_bytes = config.audit.max_db_bytes;
-                store_config.writer_priority = config.audit.writer_priority;
                 let store = AuditStore::open(store_config).map_err(|e| {
                     ConfigError::at("audit.path", format!("cannot open the audit store: {e}"))
                 })?;

@@ -4,8 +4,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// Which API a request is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which API a request is for (in JSON: `messages`, `count_tokens`, `models`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Endpoint {
     /// `POST /v1/messages`.

@@ -9,7 +9,6 @@ use common::*;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 fn request_id(response: &reqwest::Response) -> String {
     response.headers()["x-gateway-request-id"]
@@ -30,18 +29,15 @@ async fn one_request(gateway: &TestGateway, upstream: &MockUpstream) -> String {
 
 /// Poll `/gateway/health` until `done` accepts it.
 async fn wait_health(gateway: &TestGateway, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + HANG_GUARD;
-    loop {
+    eventually("the health answer", || async {
         let health = gateway.get_json("/gateway/health").await;
         if done(&health) {
-            return health;
+            Ok(health)
+        } else {
+            Err(health)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health never got there: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// The value of a Prometheus sample line `name value`.
@@ -128,21 +124,17 @@ async fn a_deleted_audit_file_is_recreated_and_later_records_land_in_it() {
     let after = one_request(&gateway, &upstream).await;
     // A fresh reader on the path, as after a restart, finds the later record.
     let reader = llm_gateway::audit::AuditReader::new(&gateway.audit_path);
-    let deadline = tokio::time::Instant::now() + HANG_GUARD;
     let query = llm_gateway::audit::AuditQuery {
         request_id: Some(after.clone()),
         ..Default::default()
     };
-    loop {
-        if reader.query(&query).is_ok_and(|found| found.len() == 1) {
-            break;
+    eventually(&format!("{after} in the file at the path"), || async {
+        match reader.query(&query) {
+            Ok(found) if found.len() == 1 => Ok(()),
+            other => Err(other.map(|found| found.len())),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{after} never reached the file at the path"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let prometheus = gateway.get_text("/metrics").await;
     assert_eq!(
         sample(&prometheus, "llm_gateway_audit_file_reopened_total"),
@@ -372,14 +364,11 @@ async fn sigterm_while_audit_writes_fail_logs_the_records_it_could_not_write() {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = tokio::time::Instant::now() + HANG_GUARD;
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the daemon did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = std::sync::Mutex::new(child);
+    eventually("the daemon to exit", || async {
+        child.lock().unwrap().try_wait().unwrap().ok_or("running")
+    })
+    .await;
     let text = stderr.join().unwrap();
     lock.execute_batch("ROLLBACK").unwrap();
     assert!(text.contains("could not flush the audit store"), "{text}");

@@ -21,13 +21,8 @@ fn kill9_child() {
     let store = AuditStore::open(AuditStoreConfig::new(path)).unwrap();
     for i in 0..N {
         store.submit(AuditRecord {
-            request_id: format!("k{i}"),
-            timestamp_ms: i as i64,
-            endpoint: "messages".into(),
-            outcome: "complete".into(),
-            status: 200,
-            request_body: Some("b".repeat(2000).into()),
-            ..Default::default()
+            request_body: Some(format!("{i} {}", "b".repeat(2000)).into()),
+            ..AuditRecord::new(format!("k{i}"), i as i64)
         });
     }
     println!("SUBMITTED");

@@ -197,15 +197,16 @@ fn print_record(record: &AuditRecord, json: bool) {
         }
         return;
     }
-    let when = std::time::UNIX_EPOCH
-        + Duration::from_millis(u64::try_from(record.timestamp_ms).unwrap_or(0));
     let tokens = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     println!(
         "{} {} {:>3} {:<19} {:<10} {:<28} in={} out={} cache_w={} cache_r={} cost={} {}ms{}{}",
-        humantime::format_rfc3339_millis(when),
+        record.timestamp,
         record.request_id,
         record.status,
-        record.outcome,
+        serde_json::to_value(record.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         record.provider.as_deref().unwrap_or("-"),
         record
             .served_model

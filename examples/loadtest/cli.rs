@@ -75,9 +75,6 @@ pub struct Cli {
     /// gateway's default is on, and it applies even with --audit off.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub audit_bodies: OnOff,
-    /// In-process gateway: [audit] writer_priority. Unset: the gateway's default.
-    #[arg(long, value_enum)]
-    pub writer_priority: Option<WriterPriorityArg>,
     /// Drive this running gateway (loopback only) instead of one in this process. Its
     /// `anthropic` provider must point at --mock-addr.
     #[arg(long)]
@@ -140,29 +137,6 @@ pub struct Cli {
 pub enum OnOff {
     On,
     Off,
-}
-
-/// The audit writer's scheduling, as `[audit] writer_priority` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WriterPriorityArg {
-    Idle,
-    Low,
-}
-
-impl WriterPriorityArg {
-    pub fn name(self) -> &'static str {
-        match self {
-            WriterPriorityArg::Idle => "idle",
-            WriterPriorityArg::Low => "low",
-        }
-    }
-
-    pub fn priority(self) -> llm_gateway::audit::WriterPriority {
-        match self {
-            WriterPriorityArg::Idle => llm_gateway::audit::WriterPriority::Idle,
-            WriterPriorityArg::Low => llm_gateway::audit::WriterPriority::Low,
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

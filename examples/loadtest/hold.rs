@@ -106,9 +106,6 @@ pub async fn hold_child(ctx: &Ctx, side: Side) -> Result<HoldResult, String> {
     if cli.quiet {
         args.push("--quiet".into());
     }
-    if let Some(priority) = cli.writer_priority {
-        args.extend(["--writer-priority".into(), priority.name().into()]);
-    }
     let output = tokio::process::Command::new(exe)
         .args(&args)
         .stdin(std::process::Stdio::null())

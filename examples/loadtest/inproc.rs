@@ -26,8 +26,6 @@ pub struct Options {
     pub worker_threads: usize,
     pub audit: bool,
     pub audit_bodies: bool,
-    /// `[audit] writer_priority`; `None` keeps the gateway's default.
-    pub writer_priority: Option<llm_gateway::audit::WriterPriority>,
     /// Pin the runtime's owner thread and every thread it spawns to this CPU.
     pub cpu: Option<usize>,
 }
@@ -52,9 +50,6 @@ impl InProcessGateway {
         config.audit.log_request_bodies = options.audit_bodies;
         config.audit.log_response_bodies = options.audit_bodies;
         config.audit.path = audit_dir.join("audit.db");
-        if let Some(priority) = options.writer_priority {
-            config.audit.writer_priority = priority;
-        }
         let spec = ThreadSpec {
             name: "gw-runtime",
             worker_name: "gw-worker",

@@ -115,7 +115,7 @@
 //!   gives the samples (JSON: an array), RSS after warm-up, at the end, the max, and
 //!   the growth from the first sample at or after 1/5 of the run to the last one. The
 //!   progress line shows the current RSS.
-//! - **audit** — records the gateway's audit store wrote, spilled and dropped (from its
+//! - **audit** — records the gateway's audit store wrote, shed bodies of and dropped (from its
 //!   `/metrics`), and the gateway's own `overhead_seconds` mean.
 //! - **`--hold-open K`** (a mode of its own) — K streams opened at once (at most
 //!   `--concurrency` being opened at a time); the mock sends `message_start` and the
@@ -402,7 +402,6 @@ fn start_target(ctx: &Ctx, mock: &mock::Mock) -> Result<Target, String> {
             worker_threads: cli.gateway_threads,
             audit: cli.audit == OnOff::On,
             audit_bodies: cli.audit_bodies == OnOff::On,
-            writer_priority: cli.writer_priority.map(|p| p.priority()),
             cpu: ctx.proxy_cpu(),
         })
         .map(Target::InProcess),

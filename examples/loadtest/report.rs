@@ -384,7 +384,7 @@ impl Report {
             let m = &self.gateway_metrics;
             out["gateway_metrics"] = json!({
                 "audit_records_written": m.get("llm_gateway_audit_records_written_total"),
-                "audit_records_spilled": m.get("llm_gateway_audit_records_spilled_total"),
+                "audit_bodies_shed": m.get("llm_gateway_audit_bodies_shed_total"),
                 "audit_records_dropped": m.get("llm_gateway_audit_records_dropped_total"),
                 "overhead_seconds_mean": mean(m, "llm_gateway_overhead_seconds"),
                 "overhead_seconds_count": m.get("llm_gateway_overhead_seconds_count"),
@@ -634,8 +634,8 @@ impl Report {
         if let Some(written) = m.get("llm_gateway_audit_records_written_total") {
             let _ = writeln!(
                 s,
-                "audit store: {written} records written, {} spilled, {} dropped",
-                m.get("llm_gateway_audit_records_spilled_total")
+                "audit store: {written} records written, {} bodies shed, {} dropped",
+                m.get("llm_gateway_audit_bodies_shed_total")
                     .copied()
                     .unwrap_or(0.0),
                 m.get("llm_gateway_audit_records_dropped_total")

@@ -1,250 +1,123 @@
-//! Bodies on disk: inline when small, else content-defined chunks stored
-//! once each under their hash, with reference counts.
+//! Bodies on disk: content-defined chunks, each stored once under its hash,
+//! zstd-compressed.
 //!
 //! A coding agent resends its tools, system prompt and whole conversation on
-//! every turn, so consecutive request bodies share almost all their bytes.
-//! FastCDC cuts a body where its content says (a rolling hash), not at fixed
-//! offsets, so an edit or an appended turn changes only the chunks around
-//! it and every other chunk is found again by its blake3 hash.
+//! every turn. FastCDC cuts a body where its content says (a rolling hash),
+//! so an edit or an appended turn changes only the chunks around it and every
+//! other chunk is found again by its blake3 hash; only a new chunk is
+//! compressed and written. Sizes: 2 KiB min, 8 KiB average (each change costs
+//! about one average chunk of new bytes; each chunk a lookup), 64 KiB max.
 //!
-//! Chunk sizes (min / average / max): [`MIN_CHUNK`] 2 KiB /
-//! [`AVG_CHUNK`] 8 KiB / [`MAX_CHUNK`] 64 KiB. Each change to a body costs
-//! about one average chunk of new bytes on top of the change itself (the
-//! chunk the edit falls in is new), so a smaller average saves disk; each
-//! chunk costs a row, an index entry, 8 bytes in the record's list and a
-//! reference-count update, so a smaller average costs writer CPU. At 8 KiB a
-//! 100 KB body is about 13 chunks: a turn that appends a few KB writes
-//! ~10–15 KB instead of 100 KB, for a dozen cheap row operations. The 2 KiB
-//! minimum keeps JSON's repetitive structure from producing runs of tiny
-//! chunks; the 64 KiB maximum bounds one row (and what a reader assembles
-//! per step) on content with no natural cut points.
+//! A chunk is deleted only by [`sweep`], which keeps every chunk some row
+//! still lists: freeing needs no reference counts, and a crash (every write
+//! is one transaction) leaves nothing half-done.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::Bytes;
-use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::prefix::{PrefixCache, Span};
-use super::schema::{self, decode_chunk_list, encode_chunk_list};
+use super::schema::{decode_chunk_list, encode_chunk_list};
 
-/// Bodies longer than this are chunked; shorter ones stay inline in their
-/// row. Below two average chunks a body is one or two chunks: it could only
-/// be shared whole, which small bodies (short prompts, `count_tokens`, error
-/// answers) rarely are, while each chunk still costs a hash lookup, two
-/// rows and a reference update.
-pub(crate) const CHUNK_THRESHOLD: usize = 16 * 1024;
 /// Smallest chunk FastCDC cuts (except a body's last).
 pub(crate) const MIN_CHUNK: usize = 2 * 1024;
 /// Average chunk size FastCDC aims for.
 pub(crate) const AVG_CHUNK: usize = 8 * 1024;
 /// Largest chunk: a cut is forced here.
 pub(crate) const MAX_CHUNK: usize = 64 * 1024;
+/// zstd level of stored chunks: zstd's default, a good ratio on JSON and SSE
+/// text for little CPU, and only new chunks are compressed.
+const ZSTD_LEVEL: i32 = 3;
 
-/// Said in a body's place when one of its chunks is missing from the file
-/// (damage or a hand edit; the writer never deletes a referenced chunk).
+/// Said in a body's place when one of its chunks is missing or damaged (a
+/// hand edit; the writer never deletes a listed chunk).
 const MISSING_CHUNK: &[u8] = b"[llm-gateway: audit body chunk missing]";
 
-/// A body as the writer stores it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StoredBody {
-    /// The bytes themselves, in the row.
-    Inline(Bytes),
-    /// The ids of its chunks, in order.
-    Chunks(Vec<i64>),
+/// Writes bodies as chunk lists. Holds a zstd context, reused for every
+/// chunk; lives on the writer thread.
+pub(crate) struct ChunkWriter {
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
-impl StoredBody {
-    /// The inline column's value: TEXT when the bytes are UTF-8 (friendly to
-    /// the `sqlite3` shell), BLOB otherwise (kept byte-exact).
-    pub(crate) fn inline_param(&self) -> Option<ToSqlOutput<'_>> {
-        match self {
-            StoredBody::Inline(b) => {
-                Some(ToSqlOutput::Borrowed(if std::str::from_utf8(b).is_ok() {
-                    ValueRef::Text(b)
-                } else {
-                    ValueRef::Blob(b)
-                }))
-            }
-            StoredBody::Chunks(_) => None,
+impl ChunkWriter {
+    pub(crate) fn new() -> std::io::Result<ChunkWriter> {
+        Ok(ChunkWriter {
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+        })
+    }
+
+    /// Store the chunks of `body` the file does not have yet; returns the
+    /// row's chunk list. Runs inside the caller's transaction.
+    pub(crate) fn store(&mut self, conn: &Connection, body: &[u8]) -> rusqlite::Result<Vec<u8>> {
+        let mut find = conn.prepare_cached("SELECT id FROM audit_chunks WHERE hash = ?1")?;
+        let mut insert =
+            conn.prepare_cached("INSERT INTO audit_chunks (hash, data) VALUES (?1, ?2)")?;
+        let mut ids = Vec::with_capacity(body.len() / AVG_CHUNK + 1);
+        for chunk in fastcdc::v2020::FastCDC::new(body, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+            let bytes = &body[chunk.offset..chunk.offset + chunk.length];
+            let hash = blake3::hash(bytes);
+            let hash = hash.as_bytes().as_slice();
+            let id = match find.query_row([hash], |r| r.get(0)).optional()? {
+                Some(id) => id,
+                None => {
+                    let data = self
+                        .compressor
+                        .compress(bytes)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                    insert.execute(params![hash, data])?;
+                    conn.last_insert_rowid()
+                }
+            };
+            ids.push(id);
         }
-    }
-
-    /// The chunk-list column's value.
-    pub(crate) fn chunks_param(&self) -> Option<Vec<u8>> {
-        match self {
-            StoredBody::Inline(_) => None,
-            StoredBody::Chunks(ids) => Some(encode_chunk_list(ids)),
-        }
+        Ok(encode_chunk_list(&ids))
     }
 }
 
-/// Split `body` into chunks and store the ones the file does not have yet
-/// (with `refs = 0`); returns the chunk ids in order. References are the
-/// caller's to add, once the row that lists them is written.
-pub(crate) fn store_chunks(conn: &Connection, body: &[u8]) -> rusqlite::Result<Vec<i64>> {
-    let mut spans = Vec::with_capacity(body.len() / AVG_CHUNK + 1);
-    store_from(conn, body, 0, &mut spans)?;
-    Ok(spans.iter().map(|s| s.id).collect())
-}
-
-/// [`store_chunks`], taking the leading chunks `body` shares with a body
-/// `cache` holds instead of chunking, hashing and looking them up again,
-/// and keeping `body` in `cache` (tentatively: the caller commits or rolls
-/// back the cache with its transaction). Same result as [`store_chunks`];
-/// see [`super::prefix`].
-pub(crate) fn store_chunks_cached(
-    conn: &Connection,
-    body: &Bytes,
-    cache: &mut PrefixCache,
-) -> rusqlite::Result<Vec<i64>> {
-    Ok(store_spans_cached(conn, body, cache)?
-        .iter()
-        .map(|s| s.id)
-        .collect())
-}
-
-/// [`store_chunks_cached`], returning where each chunk lies.
-pub(crate) fn store_spans_cached(
-    conn: &Connection,
-    body: &Bytes,
-    cache: &mut PrefixCache,
-) -> rusqlite::Result<Vec<Span>> {
-    let Some(key) = PrefixCache::key(body) else {
-        let mut spans = Vec::new();
-        store_from(conn, body, 0, &mut spans)?;
-        return Ok(spans);
-    };
-    let hit = cache.find(key, body);
-    let (mut spans, restart) = match &hit {
-        Some(hit) => (hit.spans.clone(), hit.restart),
-        None => (Vec::new(), 0),
-    };
-    spans.reserve((body.len() - restart) / AVG_CHUNK + 1);
-    store_from(conn, body, restart, &mut spans)?;
-    cache.remember(key, body.clone(), spans.clone(), hit.as_ref());
-    Ok(spans)
-}
-
-/// Chunk `body[from..]` (`from` being a cut of the whole body, or 0), store
-/// the chunks the file does not have yet and append them to `spans`, with
-/// offsets in `body`.
-fn store_from(
-    conn: &Connection,
-    body: &[u8],
-    from: usize,
-    spans: &mut Vec<Span>,
-) -> rusqlite::Result<()> {
-    let mut find = conn.prepare_cached(schema::FIND_CHUNK)?;
-    let mut insert = conn.prepare_cached(schema::INSERT_CHUNK)?;
-    let mut insert_data = conn.prepare_cached(schema::INSERT_CHUNK_DATA)?;
-    let rest = &body[from..];
-    for chunk in fastcdc::v2020::FastCDC::new(rest, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-        let bytes = &rest[chunk.offset..chunk.offset + chunk.length];
-        let hash = blake3::hash(bytes);
-        let hash = hash.as_bytes().as_slice();
-        let id = match find.query_row([hash], |r| r.get::<_, i64>(0)).optional()? {
-            Some(id) => id,
-            None => {
-                insert.execute(params![hash, bytes.len() as i64])?;
-                let id = conn.last_insert_rowid();
-                insert_data.execute(params![id, bytes])?;
-                id
-            }
-        };
-        spans.push(Span {
-            offset: from + chunk.offset,
-            len: chunk.length,
-            id,
-        });
-    }
-    Ok(())
-}
-
-/// Count each chunk in a stored list into `deltas` with weight `by`.
-pub(crate) fn count_refs(list: &[i64], by: i64, deltas: &mut HashMap<i64, i64>) {
-    for &id in list {
-        *deltas.entry(id).or_default() += by;
-    }
-}
-
-/// Apply reference changes, one UPDATE per distinct chunk.
-pub(crate) fn apply_refs(conn: &Connection, deltas: &HashMap<i64, i64>) -> rusqlite::Result<()> {
-    let mut update = conn.prepare_cached(schema::ADD_CHUNK_REFS)?;
-    for (&id, &delta) in deltas {
-        if delta != 0 {
-            update.execute(params![id, delta])?;
-        }
-    }
-    Ok(())
-}
-
-/// Delete chunk `id` if nothing references it and the writer does not hold
-/// it (`pinned`: chunks of staged bodies whose records have not come yet).
-/// Returns whether it was deleted.
-pub(crate) fn delete_if_unreferenced(
-    conn: &Connection,
-    id: i64,
-    pinned: &HashSet<i64>,
-) -> rusqlite::Result<bool> {
-    if pinned.contains(&id) {
-        return Ok(false);
-    }
-    let mut delete = conn.prepare_cached(schema::DELETE_CHUNK)?;
-    if delete.execute([id])? == 0 {
-        return Ok(false);
-    }
-    conn.prepare_cached(schema::DELETE_CHUNK_DATA)?
-        .execute([id])?;
-    Ok(true)
-}
-
-/// Release the references of deleted rows' chunk lists (the `RETURNING`
-/// columns of a delete) and delete the chunks nobody refers to any more.
-/// Returns how many chunks were deleted.
-pub(crate) fn release_lists(
-    conn: &Connection,
-    lists: &[Vec<u8>],
-    pinned: &HashSet<i64>,
-) -> rusqlite::Result<u64> {
-    let mut deltas = HashMap::new();
-    for list in lists {
-        for id in decode_chunk_list(list) {
-            *deltas.entry(id).or_insert(0) -= 1;
-        }
-    }
-    apply_refs(conn, &deltas)?;
-    let mut deleted = 0;
-    for &id in deltas.keys() {
-        deleted += u64::from(delete_if_unreferenced(conn, id, pinned)?);
-    }
-    Ok(deleted)
-}
-
-/// Reassemble a body from its stored chunk list.
-pub(crate) fn read_chunks(conn: &Connection, list: &[u8]) -> rusqlite::Result<Bytes> {
-    let mut read = conn.prepare_cached(schema::READ_CHUNK)?;
+/// Reassemble a body from its chunk list, byte-exact.
+pub(crate) fn read_body(conn: &Connection, list: &[u8]) -> rusqlite::Result<Bytes> {
+    let mut read = conn.prepare_cached("SELECT data FROM audit_chunks WHERE id = ?1")?;
     let mut body = Vec::new();
     for id in decode_chunk_list(list) {
-        let found = read
-            .query_row([id], |r| {
-                if let ValueRef::Blob(b) | ValueRef::Text(b) = r.get_ref(0)? {
-                    body.extend_from_slice(b);
-                }
-                Ok(())
-            })
-            .optional()?;
-        if found.is_none() {
-            body.extend_from_slice(MISSING_CHUNK);
+        let data: Option<Vec<u8>> = read.query_row([id], |r| r.get(0)).optional()?;
+        match data.map(|d| zstd::bulk::decompress(&d, MAX_CHUNK)) {
+            Some(Ok(bytes)) => body.extend_from_slice(&bytes),
+            _ => body.extend_from_slice(MISSING_CHUNK),
         }
     }
     Ok(Bytes::from(body))
 }
 
-/// A stored body column (TEXT or BLOB) as bytes.
-pub(crate) fn column_bytes(value: ValueRef<'_>) -> Option<Bytes> {
-    match value {
-        ValueRef::Text(b) | ValueRef::Blob(b) => Some(Bytes::copy_from_slice(b)),
-        _ => None,
+/// Delete every chunk no row lists (after rows were deleted); returns how
+/// many. Reads every row's lists: run it after retention deleted rows, not
+/// per commit.
+pub(crate) fn sweep(conn: &Connection) -> rusqlite::Result<u64> {
+    let tx = conn.unchecked_transaction()?;
+    let deleted = sweep_in(&tx)?;
+    tx.commit()?;
+    Ok(deleted)
+}
+
+fn sweep_in(conn: &Connection) -> rusqlite::Result<u64> {
+    let mut listed = HashSet::new();
+    let mut rows = conn.prepare("SELECT request_body, response_body FROM audit_records")?;
+    let mut rows = rows.query([])?;
+    while let Some(row) = rows.next()? {
+        for i in 0..2 {
+            if let ValueRef::Blob(list) = row.get_ref(i)? {
+                listed.extend(decode_chunk_list(list));
+            }
+        }
     }
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM audit_chunks")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete = conn.prepare_cached("DELETE FROM audit_chunks WHERE id = ?1")?;
+    let mut deleted = 0;
+    for id in ids.into_iter().filter(|id| !listed.contains(id)) {
+        deleted += delete.execute([id])? as u64;
+    }
+    Ok(deleted)
 }

@@ -1,6 +1,6 @@
 //! [`AuditLayer`]: one record per request, closed exactly once, handed to a sink.
 
-use super::{AuditAttempt, AuditRecord, AuditSink, AuditUsage, StagedBody};
+use super::{AuditAttempt, AuditRecord, AuditSink, AuditUsage};
 use crate::cost::{CostCollector, CostObservers};
 use crate::error_response::{ErrorInfo, RequestId};
 use crate::meta::{AnswerHead, AttemptLog, AttemptsEnd, Endpoint, RequestMeta};
@@ -57,9 +57,9 @@ impl std::fmt::Debug for AuditDraft {
 struct DraftState {
     /// Whether the request body is kept.
     keep_body: bool,
-    /// Where the body goes as soon as it is read, and where it is cut; without
-    /// one the body is held here, uncut, until the record closes.
-    stage: Option<(Arc<dyn AuditSink>, usize)>,
+    /// Where the body is cut as soon as it is read; without it the body is
+    /// held here, uncut, until the record closes.
+    cut_at: Option<usize>,
     body: Option<DraftBody>,
     meta: Option<RequestMeta>,
 }
@@ -68,8 +68,8 @@ struct DraftState {
 enum DraftBody {
     /// Held here, not cut yet (a draft made with [`AuditDraft::new`]).
     Raw(Bytes),
-    /// Cut and handed to the sink, which kept it or gave it back.
-    Staged(StagedBody),
+    /// Cut at `max_body_bytes` when it was set.
+    Cut(Bytes),
 }
 
 impl AuditDraft {
@@ -88,31 +88,29 @@ impl AuditDraft {
         })))
     }
 
-    /// A draft that hands the request body, cut at `max_body_bytes`, to
-    /// `sink` as soon as ingress has it ([`AuditSink::stage_request_body`]).
-    fn staging(sink: Arc<dyn AuditSink>, max_body_bytes: usize) -> Self {
+    /// A draft that cuts the request body at `max_body_bytes` as soon as
+    /// ingress has it, so only the cut body is held while the answer streams.
+    fn cutting(max_body_bytes: usize) -> Self {
         Self(Arc::new(Mutex::new(DraftState {
             keep_body: true,
-            stage: Some((sink, max_body_bytes)),
+            cut_at: Some(max_body_bytes),
             ..DraftState::default()
         })))
     }
 
     /// The request body as the client sent it; kept only when request bodies
-    /// are audited. The layer's own drafts hand it to the sink right here, so
-    /// the request path does not hold it while the answer streams.
+    /// are audited. The layer's own drafts cut it right here.
     pub fn set_request_body(&self, body: Bytes) {
-        let stage = {
+        let cut_at = {
             let state = self.lock();
             if !state.keep_body {
                 return;
             }
-            state.stage.clone()
+            state.cut_at
         };
-        // The sink is called without the lock held: it may take a while to
-        // copy a cut body, and nothing else should wait on that.
-        let body = match stage {
-            Some((sink, max)) => DraftBody::Staged(sink.stage_request_body(cut_body(body, max))),
+        // Cut without the lock held: copying a cut body may take a while.
+        let body = match cut_at {
+            Some(max) => DraftBody::Cut(cut_body(body, max)),
             None => DraftBody::Raw(body),
         };
         self.lock().body = Some(body);
@@ -195,7 +193,7 @@ where
             let extensions = request.extensions_mut();
             let request_id = RequestId::of(extensions);
             let draft = if self.layer.options.log_request_bodies {
-                AuditDraft::staging(sink.clone(), self.layer.options.max_body_bytes)
+                AuditDraft::cutting(self.layer.options.max_body_bytes)
             } else {
                 AuditDraft::new(false)
             };
@@ -208,7 +206,7 @@ where
                 sink,
                 options: self.layer.options,
                 request_id: request_id.0,
-                path_endpoint: endpoint_name_for_path(request.uri().path()),
+                path_endpoint: endpoint_for_path(request.uri().path()),
                 started: Instant::now(),
                 timestamp: SystemTime::now(),
                 draft,
@@ -230,12 +228,12 @@ where
     }
 }
 
-fn endpoint_name_for_path(path: &str) -> &'static str {
+fn endpoint_for_path(path: &str) -> Option<Endpoint> {
     match path {
-        "/v1/messages" => "messages",
-        "/v1/messages/count_tokens" => "count_tokens",
-        p if p.starts_with("/v1/models") => "models",
-        _ => "other",
+        "/v1/messages" => Some(Endpoint::Messages),
+        "/v1/messages/count_tokens" => Some(Endpoint::CountTokens),
+        p if p.starts_with("/v1/models") => Some(Endpoint::Models),
+        _ => None,
     }
 }
 
@@ -391,7 +389,7 @@ struct Recorder {
     sink: Arc<dyn AuditSink>,
     options: AuditOptions,
     request_id: String,
-    path_endpoint: &'static str,
+    path_endpoint: Option<Endpoint>,
     started: Instant,
     timestamp: SystemTime,
     draft: AuditDraft,
@@ -428,22 +426,19 @@ impl Recorder {
         // A held stream's head says 200 whatever came after; fallback says how it ended.
         let end = self.attempts.end();
         let outcome = if self.status >= 400 {
-            "error"
+            Outcome::Error
         } else if let Some(AttemptsEnd::Failed { message }) = end {
             self.error.get_or_insert(message);
-            "error"
+            Outcome::Error
         } else if end == Some(AttemptsEnd::Abandoned) {
-            "client_disconnected"
+            Outcome::ClientDisconnected
         } else {
             match served.map(|c| c.usage.outcome) {
-                Some(Outcome::Complete) => "complete",
-                Some(Outcome::Error) => "error",
-                Some(Outcome::ClientDisconnected) => "client_disconnected",
-                Some(Outcome::Incomplete) => "incomplete",
+                Some(outcome) => outcome,
                 None => match ending {
-                    Ending::Whole => "complete",
-                    Ending::Broken => "incomplete",
-                    Ending::Dropped => "client_disconnected",
+                    Ending::Whole => Outcome::Complete,
+                    Ending::Broken => Outcome::Incomplete,
+                    Ending::Dropped => Outcome::ClientDisconnected,
                 },
             }
         };
@@ -463,31 +458,22 @@ impl Recorder {
             .map(|c| c.usage.provider.to_string())
             .or_else(|| self.provider.take())
             .or_else(|| attempts.last().map(|a| a.provider.clone()));
-        let (request_body, request_body_ticket) = match body {
-            _ if !self.options.log_request_bodies => (None, None),
-            None => (None, None),
-            Some(DraftBody::Raw(b)) => (Some(cut_body(b, self.options.max_body_bytes)), None),
-            Some(DraftBody::Staged(StagedBody::Inline(b))) => (Some(b), None),
-            Some(DraftBody::Staged(StagedBody::Ticket(t))) => (None, Some(t)),
+        let request_body = match body {
+            _ if !self.options.log_request_bodies => None,
+            None => None,
+            Some(DraftBody::Raw(b)) => Some(cut_body(b, self.options.max_body_bytes)),
+            Some(DraftBody::Cut(b)) => Some(b),
         };
-        let endpoint = match meta.as_ref().map(|m| m.endpoint) {
-            Some(Endpoint::Messages) => "messages",
-            Some(Endpoint::CountTokens) => "count_tokens",
-            Some(Endpoint::Models) => "models",
-            _ => self.path_endpoint,
-        };
+        let endpoint = meta.as_ref().map(|m| m.endpoint).or(self.path_endpoint);
         AuditRecord {
             request_id: std::mem::take(&mut self.request_id),
-            timestamp_ms: self
-                .timestamp
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            timestamp: AuditRecord::format_timestamp(self.timestamp),
             client: meta.as_ref().and_then(|m| m.client.clone()),
             agent_type: meta.as_ref().and_then(|m| m.agent_type.clone()),
             requested_model: meta.as_ref().and_then(|m| m.model.clone()),
             served_model: served.and_then(|c| c.usage.model.clone()),
             provider,
-            endpoint: endpoint.to_owned(),
+            endpoint,
             attempts,
             status: crate::metrics::answered_status(self.status),
             stream: meta.as_ref().map_or(self.stream, |m| m.stream),
@@ -505,11 +491,10 @@ impl Recorder {
             },
             cost_usd: served.and_then(|c| c.cost).map(|m| m.to_string()),
             price_table_version: served.map(|c| c.price_table_version.to_string()),
-            outcome: outcome.to_owned(),
+            outcome,
             error: self.error.take(),
             request_body,
             response_body: self.response_body.take().map(BoundedCopy::into_bytes),
-            request_body_ticket,
         }
     }
 }
@@ -523,36 +508,13 @@ impl Drop for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::BodyTicket;
     use http_body_util::{BodyExt, Full};
     use std::convert::Infallible;
 
-    /// A sink that takes staged bodies (like the store) and remembers them.
-    #[derive(Default)]
-    struct TakingSink {
-        staged: Mutex<Vec<Bytes>>,
-        records: Mutex<Vec<AuditRecord>>,
-    }
-
-    impl AuditSink for TakingSink {
-        fn submit(&self, record: AuditRecord) {
-            self.records.lock().unwrap().push(record);
-        }
-
-        fn stage_request_body(&self, body: Bytes) -> StagedBody {
-            let mut staged = self.staged.lock().unwrap();
-            staged.push(body);
-            StagedBody::Ticket(BodyTicket {
-                store: 7,
-                number: staged.len() as u64,
-            })
-        }
-    }
-
     /// Run one request through the layer around a service that does what
-    /// ingress does with the draft; returns whether the draft then held only
-    /// a ticket (not the body) while the answer went out.
-    async fn one_request(sink: Arc<dyn AuditSink>, max: usize, body: &'static [u8]) -> bool {
+    /// ingress does with the draft; returns the body the draft then held
+    /// while the answer went out.
+    async fn one_request(sink: Arc<dyn AuditSink>, max: usize, body: &'static [u8]) -> Bytes {
         let seen = Arc::new(Mutex::new(None));
         let inner = {
             let seen = seen.clone();
@@ -561,11 +523,11 @@ mod tests {
                 async move {
                     let draft = request.extensions().get::<AuditDraft>().unwrap().clone();
                     draft.set_request_body(request.body().clone());
-                    let ticket_only = matches!(
-                        draft.lock().body,
-                        Some(DraftBody::Staged(StagedBody::Ticket(_)))
-                    );
-                    *seen.lock().unwrap() = Some(ticket_only);
+                    let held = match &draft.lock().body {
+                        Some(DraftBody::Cut(b) | DraftBody::Raw(b)) => b.clone(),
+                        None => Bytes::new(),
+                    };
+                    *seen.lock().unwrap() = Some(held);
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                 }
             })
@@ -580,48 +542,29 @@ mod tests {
             .unwrap();
         let response = service.call(request).await.unwrap();
         let _ = response.into_body().collect().await.unwrap();
-        let ticket_only = seen.lock().unwrap().take().unwrap();
-        ticket_only
+        let held = seen.lock().unwrap().take().unwrap();
+        held
     }
 
     #[tokio::test]
-    async fn the_request_body_is_staged_cut_and_not_held_by_the_draft() {
-        let sink = Arc::new(TakingSink::default());
-        let ticket_only = one_request(sink.clone(), 8, b"0123456789abcdef").await;
-        let staged = sink.staged.lock().unwrap().clone();
-        assert_eq!(
-            staged,
-            [Bytes::from_static(
-                b"01234567\n[llm-gateway: body cut at 8 of 16 bytes]"
-            )]
-        );
-        assert!(ticket_only, "the draft keeps only the ticket");
-        let records = sink.records.lock().unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].request_body, None);
-        assert_eq!(
-            records[0].request_body_ticket,
-            Some(BodyTicket {
-                store: 7,
-                number: 1
-            })
-        );
-        assert_eq!(records[0].response_body.as_deref(), Some(&b"ok"[..]));
-    }
-
-    #[tokio::test]
-    async fn a_plain_sink_gets_the_body_inline() {
+    async fn the_request_body_is_cut_when_read_and_goes_in_the_record() {
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = {
             let records = records.clone();
             move |r: AuditRecord| records.lock().unwrap().push(r)
         };
-        assert!(!one_request(Arc::new(sink), 1024, b"{\"model\":\"m\"}").await);
+        let cut = Bytes::from_static(b"01234567\n[llm-gateway: body cut at 8 of 16 bytes]");
+        let held = one_request(Arc::new(sink), 8, b"0123456789abcdef").await;
+        assert_eq!(held, cut, "the draft holds only the cut body");
         let records = records.lock().unwrap();
-        assert_eq!(
-            records[0].request_body.as_deref(),
-            Some(&b"{\"model\":\"m\"}"[..])
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].request_body, Some(cut));
+        assert_eq!(records[0].response_body.as_deref(), Some(&b"ok"[..]));
+        assert_eq!(records[0].endpoint, Some(Endpoint::Messages));
+        assert!(
+            records[0].timestamp_ms().is_some(),
+            "{}",
+            records[0].timestamp
         );
-        assert_eq!(records[0].request_body_ticket, None);
     }
 }

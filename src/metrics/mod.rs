@@ -17,7 +17,7 @@
 //! `time_to_first_token_seconds`, `overhead_seconds`), `active_streams`,
 //! `open_connections`, `connections_limited_total`, `accept_failures_total`,
 //! `provider_healthy{provider}`, `audit_queue_depth` and the audit store's
-//! `audit_records_{written,spilled,dropped}_total`, `audit_write_errors_total`,
+//! `audit_records_{written,dropped}_total`, `audit_bodies_shed_total`, `audit_write_errors_total`,
 //! `audit_file_reopened_total`.
 //!
 //! - **Money** is summed as integer pico-dollars. `cost_usd_total` is a gauge set, under
@@ -149,7 +149,7 @@ impl GatewayMetrics {
         }
     }
 
-    /// Show `store`'s queue depth and written/spilled/dropped counts (the first call wins).
+    /// Show `store`'s queue depth and written/shed/dropped counts (the first call wins).
     pub fn watch_audit(&self, store: Arc<crate::audit::AuditStore>) {
         let _ = self.inner.sources.audit.set(store);
     }

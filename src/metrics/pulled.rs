@@ -2,7 +2,7 @@
 //! copied into the recorder on [`GatewayMetrics::refresh`](super::GatewayMetrics::refresh).
 
 use super::series::{
-    AUDIT_DROPPED, AUDIT_QUEUE_DEPTH, AUDIT_REOPENED, AUDIT_SPILLED, AUDIT_WRITE_ERRORS,
+    AUDIT_BODIES_SHED, AUDIT_DROPPED, AUDIT_QUEUE_DEPTH, AUDIT_REOPENED, AUDIT_WRITE_ERRORS,
     AUDIT_WRITTEN, PROVIDER_HEALTHY,
 };
 use crate::audit::AuditStore;
@@ -29,7 +29,7 @@ impl Sources {
         }
     }
 
-    /// The audit store's queue depth and its counts of records written, spilled, dropped.
+    /// The audit store's queue depth and its counts of records written, bodies shed, dropped.
     pub(crate) fn refresh_audit(&self) {
         let Some(store) = self.audit.get() else {
             return;
@@ -39,7 +39,7 @@ impl Sources {
         gauge!(AUDIT_QUEUE_DEPTH).set(stats.queue_depth as f64);
         // The store's counters only grow; `absolute` copies them (and never goes back).
         counter!(AUDIT_WRITTEN).absolute(stats.written);
-        counter!(AUDIT_SPILLED).absolute(stats.spilled);
+        counter!(AUDIT_BODIES_SHED).absolute(stats.bodies_shed);
         counter!(AUDIT_DROPPED).absolute(stats.dropped);
         counter!(AUDIT_WRITE_ERRORS).absolute(stats.write_errors);
         counter!(AUDIT_REOPENED).absolute(stats.reopened);

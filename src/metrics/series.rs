@@ -25,7 +25,7 @@ pub(crate) const ACCEPT_FAILURES: &str = "llm_gateway_accept_failures_total";
 pub(crate) const PROVIDER_HEALTHY: &str = "llm_gateway_provider_healthy";
 pub(crate) const AUDIT_QUEUE_DEPTH: &str = "llm_gateway_audit_queue_depth";
 pub(crate) const AUDIT_WRITTEN: &str = "llm_gateway_audit_records_written_total";
-pub(crate) const AUDIT_SPILLED: &str = "llm_gateway_audit_records_spilled_total";
+pub(crate) const AUDIT_BODIES_SHED: &str = "llm_gateway_audit_bodies_shed_total";
 pub(crate) const AUDIT_DROPPED: &str = "llm_gateway_audit_records_dropped_total";
 pub(crate) const AUDIT_WRITE_ERRORS: &str = "llm_gateway_audit_write_errors_total";
 pub(crate) const AUDIT_REOPENED: &str = "llm_gateway_audit_file_reopened_total";
@@ -84,12 +84,12 @@ pub(crate) fn announce() {
     describe_gauge!(AUDIT_QUEUE_DEPTH, "Audit records waiting for the writer");
     describe_counter!(AUDIT_WRITTEN, "Audit records committed to the store");
     describe_counter!(
-        AUDIT_SPILLED,
-        "Audit records kept without bodies because the queue was full"
+        AUDIT_BODIES_SHED,
+        "Audit records kept without bodies because the queue's byte budget was exhausted"
     );
     describe_counter!(
         AUDIT_DROPPED,
-        "Audit records lost because queue and spill were full"
+        "Audit records lost (the byte budget exhausted even without bodies, or the writer gone)"
     );
     describe_counter!(
         AUDIT_WRITE_ERRORS,
