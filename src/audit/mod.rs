@@ -90,7 +90,7 @@
 //! or printed. A version-1 file is upgraded in place when the writer opens
 //! it; its rows keep their inline bodies.
 //!
-//! When request bodies are logged, [`AuditLayer`] hands the body to the sink
+//! When request bodies are logged, `RecordLayer` hands the body to the sink
 //! as soon as ingress has read it ([`AuditSink::stage_request_body`]); the
 //! store queues it to the writer, which stores it at once and keeps a
 //! ticket until the record naming it comes, so the proxy does not hold a
@@ -130,7 +130,6 @@
 
 mod chunks;
 mod error;
-mod layer;
 mod prefix;
 mod priority;
 mod prune;
@@ -147,7 +146,6 @@ mod tests;
 use bytes::Bytes;
 
 pub use error::AuditError;
-pub use layer::{AuditBody, AuditDraft, AuditFuture, AuditLayer, AuditOptions, AuditService};
 pub use query::{
     parse_since, AuditDbStats, AuditPage, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT,
     MAX_PAGE_BYTES,
@@ -164,7 +162,7 @@ pub use store::{
 /// library users who ship records elsewhere, and for tests), and by `()`,
 /// which discards records (auditing disabled).
 ///
-/// When request bodies are logged, [`AuditLayer`] hands the body to
+/// When request bodies are logged, `RecordLayer` hands the body to
 /// [`stage_request_body`](Self::stage_request_body) as soon as ingress has
 /// read it, so the proxy need not hold it while the answer streams. The
 /// provided method keeps it in memory and the record arrives with an inline

@@ -2,9 +2,9 @@
 //!
 //! [`GatewayMetrics`] belongs to one gateway instance: its Prometheus registry is its own
 //! (`prometheus-client`), so nothing global is installed and two gateways in one process
-//! never mix their numbers. [`MetricsLayer`] sits outermost; for every request it
-//! collects the priced usage of each attempt (as a request-scoped [`CostObservers`]
-//! entry) and records the request exactly once, when its body ends or is dropped.
+//! never mix their numbers. The `MetricsRecordSink` of the end-of-request
+//! `RecordLayer` records each request exactly once, with the priced usage of each of
+//! its attempts, when its body ends or is dropped.
 //!
 //! Money is summed as integer pico-dollars and only turned into a float when rendered.
 //! Label values come from bounded sets: providers are the configured names, models are
@@ -12,23 +12,18 @@
 //! codes — an unknown model name cannot multiply the series.
 //!
 //! ```
-//! use llm_gateway::metrics::{GatewayMetrics, MetricsLayer};
+//! use llm_gateway::metrics::GatewayMetrics;
+//! use llm_gateway::record::{MetricsRecordSink, RecordLayer};
 //! let metrics = GatewayMetrics::new();
-//! let layer = MetricsLayer::new(metrics.clone());
+//! let layer = RecordLayer::new().sink(MetricsRecordSink::new(metrics.clone()));
 //! assert!(metrics.render_prometheus().contains("llm_gateway_active_streams 0"));
 //! # let _ = layer;
 //! ```
-//!
-//! [`CostObservers`]: crate::cost::CostObservers
 
-mod layer;
 mod prometheus;
 mod summary;
 
-pub(crate) use layer::answered_status;
-pub use layer::{MetricsBody, MetricsFuture, MetricsLayer, MetricsService};
-
-use crate::cost::CostReport;
+use crate::usage::CostReport;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
