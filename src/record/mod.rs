@@ -1,6 +1,6 @@
 //! [`RecordLayer`]: the end of every request, in one place.
 //!
-//! Outermost in the stack, `Record` opens the request's [`RequestLedger`] (with the
+//! Outermost in the stack, `Record` opens the request's [`RequestLedger`](crate::ledger::RequestLedger) (with the
 //! request id the edge gave the request, or a fresh one), lets the layers inside fill
 //! it, and closes it exactly once — when the answer's body ends, fails, or is dropped
 //! (the client left) — into a [`ClosedRequest`] that it hands to each of its
