@@ -10,52 +10,29 @@ mod running;
 pub use running::Gateway;
 
 use crate::admin::{self, AdminState, KeySources};
-use crate::audit::{AuditLayer, AuditOptions, AuditSink, AuditStore, AuditStoreConfig};
+use crate::audit::{AuditSink, AuditStore, AuditStoreConfig};
 use crate::auth::AuthLayer;
 use crate::config::{Config, ConfigError, ProviderKind, SecretRef};
-use crate::cost::{CostLayer, OnCost};
 use crate::edge;
 use crate::error_response::ErrorResponseLayer;
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
 use crate::limit::ConcurrencyShedLayer;
-use crate::metrics::{Exposition, GatewayMetrics, MetricsLayer, Render};
+use crate::metrics::{Exposition, GatewayMetrics, Render};
 use crate::pricing::PriceTable;
 use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
+use crate::record::{AuditOptions, AuditRecordSink, MetricsRecordSink, RecordLayer};
 use crate::route::{ConfigRoutePolicy, RouteLayer};
 use crate::timeout::TimeoutLayer;
-use crate::usage::{OnUsage, UsageLayer, UsageReport};
+use crate::usage::{OnCost, OnUsage, UsageLayer, UsageReport};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
-/// Builds a [`Gateway`]; the one place the layer order is fixed.
-///
-/// The order, outermost first, and why each layer sits where it does:
-///
-/// 1. `Audit` — outermost, so every `/v1` request, refused ones included, leaves one
-///    record, closed when its body ends or is dropped (after everything inside reported).
-/// 2. `Metrics` — sees the final status of every request, errors included, and records
-///    each request once.
-/// 3. `ErrorResponse` — every error below becomes an Anthropic-shaped answer.
-/// 4. `Auth` — checks the client key before the body is even read.
-/// 5. `Ingress` — reads the body once under the size cap and the body time limit;
-///    everything below sees `Request<Bytes>` and a [`RequestMeta`](crate::RequestMeta).
-/// 6. `Shed` — refuses requests over the concurrency limit with 529 before any upstream
-///    work. It sits below `Ingress` so that only requests whose body has arrived count:
-///    slow uploads cannot take the slots of complete requests (uploads are bounded by
-///    the body time limit and the connection and stream caps instead).
-/// 7. `Route` — decides the attempts (provider and model) from the config's rules.
-/// 8. `Fallback` — calls the attempts in order; holds a stream until its first content
-///    event so a failure before it moves to the next provider (past
-///    `[fallback] max_hold_ms` the head goes out with keepalive comments meanwhile).
-/// 9. `Cost` — prices each attempt's usage report with the price table.
-/// 10. `Usage` — taps each attempt's answer, so every attempt is accounted.
-/// 11. `Timeout` — innermost, so a silent upstream fails the attempt, not the tap.
-/// 12. the [`ProviderSet`], dispatching to the attempt's provider (translating for
-///     OpenAI kinds, so everything above sees Anthropic events only).
+/// Builds a [`Gateway`]; the one place the layer order is fixed (the order and why
+/// each layer sits where it does are in the [crate docs](crate#the-layers-outermost-first)).
 pub struct GatewayBuilder {
     config: Config,
     audit_sink: Option<Arc<dyn AuditSink>>,
@@ -111,7 +88,7 @@ impl GatewayBuilder {
         self
     }
 
-    /// Receive every priced attempt's [`CostReport`](crate::cost::CostReport) (the default
+    /// Receive every priced attempt's [`CostReport`](crate::usage::CostReport) (the default
     /// logs it at debug level).
     pub fn on_cost(mut self, hook: impl OnCost) -> Self {
         self.on_cost = Arc::new(hook);
@@ -188,8 +165,9 @@ impl GatewayBuilder {
             log_response_bodies: config.audit.log_response_bodies,
             max_body_bytes: config.audit.max_body_bytes,
         };
-        let (audit_store, audit) = match (self.audit_sink, config.audit.enabled) {
-            (Some(sink), _) => (None, AuditLayer::new(sink, options)),
+        let record = RecordLayer::new().sink(MetricsRecordSink::new(metrics.clone()));
+        let (audit_store, record) = match (self.audit_sink, config.audit.enabled) {
+            (Some(sink), _) => (None, record.sink(AuditRecordSink::new(sink, options))),
             (None, true) => {
                 let mut store_config = AuditStoreConfig::new(&config.audit.path);
                 store_config.retention_days = config.audit.retention_days;
@@ -199,15 +177,15 @@ impl GatewayBuilder {
                 })?;
                 let store = Arc::new(store);
                 metrics.watch_audit(store.clone());
-                (Some(store.clone()), AuditLayer::new(store, options))
+                let sink = AuditRecordSink::new(store.clone(), options);
+                (Some(store), record.sink(sink))
             }
-            (None, false) => (None, AuditLayer::disabled()),
+            (None, false) => (None, record),
         };
 
         let body_timeout = Duration::from_millis(config.timeouts.request_body_ms);
         let stack = ServiceBuilder::new()
-            .layer(audit)
-            .layer(MetricsLayer::new(metrics.clone()))
+            .layer(record)
             .layer(ErrorResponseLayer::new())
             .layer(auth.with_body_timeout(body_timeout))
             .layer(
@@ -218,8 +196,7 @@ impl GatewayBuilder {
             ))
             .layer(RouteLayer::new(route))
             .layer(fallback)
-            .layer(CostLayer::new(prices, self.on_cost))
-            .layer(UsageLayer::new(self.on_usage))
+            .layer(UsageLayer::new(self.on_usage).priced(prices, self.on_cost))
             .layer(TimeoutLayer::new(
                 Duration::from_millis(config.timeouts.first_byte_ms),
                 Duration::from_millis(config.timeouts.idle_ms),
@@ -293,7 +270,7 @@ fn build_providers(
     Ok((ProviderSet::new(services, default), sources))
 }
 
-fn log_cost(report: crate::cost::CostReport) {
+fn log_cost(report: crate::usage::CostReport) {
     let usage: &UsageReport = &report.usage;
     tracing::debug!(
         request_id = %usage.request_id,

@@ -1,52 +1,90 @@
 //! # llm-gateway
 //!
-//! A streaming LLM gateway made of tower layers. Each concern — auditing, metrics,
-//! turning errors into answers, reading and checking the request, routing, fallback,
-//! pricing, reading usage, time limits — is a `Layer` around
+//! A streaming LLM gateway made of tower layers. Each concern — recording the request
+//! (audit, metrics), turning errors into answers, reading and checking the request,
+//! routing, fallback, reading and pricing usage, time limits — is a `Layer` around
 //! one streaming provider `Service`; [`Gateway`] builds the whole stack from a [`Config`]
 //! and hands out an `axum::Router` that another service can mount or nest. The library
 //! installs no global state: no metrics recorder, no tracing subscriber, no signal
 //! handlers.
 //!
+//! ## The layers, outermost first
+//!
 //! ```text
-//! client ─▶ axum ─▶ Audit ─▶ Metrics ─▶ ErrorResponse ─▶ Auth ─▶ Ingress ─▶ Shed ─▶ Route ─▶ Fallback
-//!                                          ┌──────────── per attempt ────────────┘
-//!                                          └▶ Cost ─▶ Usage ─▶ Timeout ─▶ ProviderSet ─▶ anthropic | openai | azure
+//! client ─▶ axum ─▶ edge ─▶ Record ─▶ ErrorResponse ─▶ Auth ─▶ Ingress ─▶ Shed ─▶ Route ─▶ Fallback ─┐
+//!          (tower-http)   (ledger → sinks)                                          per attempt │
+//!                         ┌─────────────────────────────────────────────────────────────────────┘
+//!                         └▶ Usage (+pricing) ─▶ Timeout ─▶ ProviderSet ─▶ anthropic | openai | azure
 //! ```
+//!
+//! | layer | why it sits there |
+//! |---|---|
+//! | [`edge`] (tower-http, around the whole router) | sensitive headers marked, the client's `x-gateway-request-id` dropped and the gateway's `gw_` id set and echoed, one `request` span per request, a panic answered as a 500 `api_error` |
+//! | [`Record`](record::RecordLayer) | outermost, so every `/v1` request, refused ones included, opens one [`RequestLedger`] and closes it once (body end, error or drop), after everything inside has reported; hands it to the sinks (audit, metrics) |
+//! | [`ErrorResponse`](error_response::ErrorResponseLayer) | every error below becomes an Anthropic-shaped answer, and a failing stream ends with an `event: error` |
+//! | [`Auth`](auth::AuthLayer) | checks the client key before the body is even read |
+//! | [`Ingress`](ingress::IngressLayer) | reads the body once under the size cap and the body time limit; everything below sees `Request<Bytes>` and a [`RequestMeta`] |
+//! | [`Shed`](limit::ConcurrencyShedLayer) | refuses requests over the concurrency limit with 529 before any upstream work; below ingress, so only requests whose body has arrived count (a slow upload cannot take a slot) |
+//! | [`Route`](route::RouteLayer) | decides the attempts (provider and model) |
+//! | [`Fallback`](fallback::FallbackLayer) | calls the attempts in order; holds a stream until its first content event so a failure before it moves on |
+//! | [`Usage`](usage::UsageLayer) | per attempt: reads the answer's usage as it passes and prices it, so every attempt is accounted |
+//! | [`Timeout`](timeout::TimeoutLayer) | innermost, so a silent upstream fails the attempt, not the tap |
+//! | [`ProviderSet`](provider::ProviderSet) | dispatches to the attempt's provider (translating for OpenAI kinds, so everything above sees Anthropic events only) |
+//!
+//! The streaming-aware timeout and the concurrency shed are written here rather than
+//! taken from tower: tower's `Timeout` ends at the response head and its
+//! `ConcurrencyLimit` queues and releases at the head, while these run to the body's end.
 //!
 //! Requests are small JSON, read once under a size cap into `http::Request<Bytes>` (so a
 //! fallback replays them for free). Responses are `http::Response<B>` with a streaming
-//! body: each layer that cares about the answer wraps the body in its own type
-//! ([`UsageBody`](usage::UsageBody), [`TimeoutBody`](timeout::TimeoutBody),
-//! [`PeekBody`](fallback::PeekBody), [`RescueBody`](error_response::RescueBody),
-//! [`MetricsBody`](metrics::MetricsBody), [`AuditBody`](audit::AuditBody)) and looks at
-//! frames as they pass. Nothing buffers a stream past its commit point, nothing spawns a
-//! task per stream, nothing sits on an unbounded channel: back-pressure and client
-//! disconnect travel by ownership (hyper drops the body → every wrapper drops → reqwest
-//! closes the upstream connection). Provider services for OpenAI kinds translate in the
-//! leaf, so every layer above sees Anthropic events only.
+//! body: each layer that cares about the answer wraps the body in its own type and looks
+//! at frames as they pass — [`UsageBody`](usage::UsageBody), [`ShedBody`](limit::ShedBody)
+//! and [`RecordBody`](record::RecordBody) are one [`ObservedBody`](observe::ObservedBody)
+//! each, the one type that notices a body's end, error or drop;
+//! [`TimeoutBody`](timeout::TimeoutBody), [`PeekBody`](fallback::PeekBody) and
+//! [`RescueBody`](error_response::RescueBody) change what passes. Nothing buffers a
+//! stream past its commit point, nothing spawns a task per stream, nothing sits on an
+//! unbounded channel: back-pressure and client disconnect travel by ownership (hyper
+//! drops the body → every wrapper drops → reqwest closes the upstream connection).
 //!
-//! ## The extension contract
+//! ## The ledger: per-request state, read once
+//!
+//! Each request has one [`RequestLedger`], opened by `Record` and written by the layers
+//! through a narrow API; `Record` takes it once, at the end, into a
+//! [`ClosedRequest`](record::ClosedRequest) for its [`RecordSink`](record::RecordSink)s.
+//!
+//! | entry | written by |
+//! |---|---|
+//! | request id, arrival time (wall and monotonic) | `Record`, when it opens the ledger |
+//! | the request body for the audit (kept only when a sink asks, cut at its bound) | ingress |
+//! | [`RequestMeta`]: endpoint, client, requested model, stream, agent type | ingress |
+//! | clock marks: body read, upstream sent, each upstream chunk, each frame the gateway made | ingress, the providers, fallback's hold |
+//! | every attempt ([`AttemptRecord`]: provider, status, error, latency), one the client left too | fallback |
+//! | how the attempts ended when the head cannot say ([`AttemptsEnd`]: a held stream that failed, a client that left) | fallback |
+//! | each attempt's usage with its priced cost ([`CostReport`](usage::CostReport)) | the usage tap |
+//! | the answer's head, its error message, a bounded copy of its body, how its body ended | `Record` itself, as the answer passes |
+//!
+//! A layer used alone, without `Record`, finds no ledger and writes nothing; its own
+//! hooks ([`OnUsage`](usage::OnUsage), [`OnCost`](usage::OnCost)) still hear it.
+//! Everything else in the extensions carries facts inward, set once by an outer layer
+//! for the inner ones:
 //!
 //! | extension | inserted by | read by |
 //! |---|---|---|
-//! | tower-http's `RequestId` (request), read as a [`RequestId`](request_id::RequestId) | the [`edge`], or [`RequestId::of`](request_id::RequestId::of) when a layer is used alone | every layer that reports |
-//! | [`AuditDraft`](audit::AuditDraft) (request) | [`AuditLayer`](audit::AuditLayer) | ingress fills it (meta; the body goes on to the audit sink at once) |
-//! | [`AttemptLog`] (request) | [`AuditLayer`](audit::AuditLayer) | fallback appends each attempt (one the client left too) and says when a held stream failed ([`AttemptsEnd`]) |
-//! | [`CostObservers`](cost::CostObservers) (request) | audit, metrics | [`CostLayer`](cost::CostLayer) reports to them |
-//! | `Arc<`[`RequestClock`]`>` (request) | [`MetricsLayer`](metrics::MetricsLayer) | the provider marks send and chunk times |
-//! | [`ClientName`](auth::ClientName) (request) | [`AuthLayer`](auth::AuthLayer) | ingress (into `RequestMeta::client`) |
-//! | [`RequestMeta`] (request) | [`IngressLayer`](ingress::IngressLayer) | route, usage, providers |
-//! | [`RouteDecision`](route::RouteDecision) (request) | [`RouteLayer`](route::RouteLayer) | fallback |
-//! | [`UsageObservers`](usage::UsageObservers) (request) | [`CostLayer`](cost::CostLayer) | [`UsageLayer`](usage::UsageLayer) reports to them |
+//! | [`RequestLedger`] (request) | `Record` | the layers that write it (above) |
+//! | tower-http's `RequestId` (request), read as a [`RequestId`](request_id::RequestId) | the [`edge`], else `Record` (or ingress, used alone) | `Record`, error answers, ingress |
+//! | [`ClientName`] (request) | auth | ingress (into `RequestMeta::client`) |
+//! | [`RequestMeta`] (request) | ingress | route, usage, providers |
+//! | [`RouteDecision`](route::RouteDecision) (request) | route | fallback |
 //! | [`AttemptTarget`], [`TargetModel`], [`CrossProvider`] (request) | fallback, per attempt | [`ProviderSet`](provider::ProviderSet), the providers |
 //! | [`ServedBy`] (response) | the provider | usage |
-//! | [`ErrorInfo`](error_response::ErrorInfo) (response) | [`ErrorResponseLayer`](error_response::ErrorResponseLayer) | audit |
+//! | [`ErrorInfo`](error_response::ErrorInfo) (response) | `ErrorResponse` | `Record` |
 //!
-//! Observers flow inward (an outer layer registers, an inner one reports), so each outer
-//! layer learns every attempt's usage and cost without the inner layers knowing it exists.
-//! The outer bodies declare their record guard after the inner body: on a client
-//! disconnect the inner usage tap reports before the outer record closes.
+//! Memory of an open stream: besides its two connections' buffers, the SSE line being
+//! decoded and the usage state, the ledger keeps the request body (one shared buffer,
+//! the same one ingress read) until the record is handed to the audit sink at the end,
+//! when request bodies are audited. Fallback's replay copy and the request it built go
+//! once the stream commits.
 //!
 //! Errors: every layer below `ErrorResponse` fails with [`Error`]; a non-success
 //! upstream status is an `Error` that keeps the upstream's answer
@@ -55,11 +93,15 @@
 //! ## Using a layer alone
 //!
 //! ```
-//! use llm_gateway::usage::{UsageLayer, UsageReport};
+//! use llm_gateway::pricing::PriceTable;
+//! use llm_gateway::usage::{CostReport, UsageLayer, UsageReport};
 //! use tower::ServiceBuilder;
 //! # fn wrap<S>(provider: S) {
 //! let stack = ServiceBuilder::new()
-//!     .layer(UsageLayer::new(|report: UsageReport| println!("{:?}", report.usage)))
+//!     .layer(
+//!         UsageLayer::new(|report: UsageReport| println!("{:?}", report.usage))
+//!             .priced(PriceTable::builtin(), |report: CostReport| println!("{:?}", report.cost)),
+//!     )
 //!     .service(provider);
 //! # let _ = stack; }
 //! ```
@@ -69,7 +111,6 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
-pub mod cost;
 pub mod credentials;
 pub mod edge;
 pub mod error;
@@ -77,12 +118,14 @@ pub mod error_response;
 pub mod fallback;
 mod gateway;
 pub mod ingress;
+pub mod ledger;
 pub mod limit;
 pub mod meta;
 pub mod metrics;
-pub mod observers;
+pub mod observe;
 pub mod pricing;
 pub mod provider;
+pub mod record;
 pub mod request_id;
 pub mod route;
 mod serve;
@@ -94,7 +137,8 @@ pub use body::Body;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
+pub use ledger::{AttemptRecord, AttemptsEnd, RequestLedger};
 pub use meta::{
-    AnswerHead, AttemptLog, AttemptRecord, AttemptTarget, AttemptsEnd, CrossProvider, Endpoint,
-    RequestClock, RequestMeta, ServedBy, TargetModel,
+    AnswerHead, AttemptTarget, ClientName, CrossProvider, Endpoint, RequestMeta, ServedBy,
+    TargetModel,
 };

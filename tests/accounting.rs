@@ -383,11 +383,10 @@ async fn five_hundred_concurrent_streams_add_up_exactly() {
 }
 
 #[tokio::test]
-async fn usage_and_cost_layers_work_alone_in_a_users_stack() {
+async fn the_usage_layer_prices_alone_in_a_users_stack() {
     use bytes::Bytes;
-    use llm_gateway::cost::{CostLayer, CostReport};
     use llm_gateway::pricing::{Money, PriceTable};
-    use llm_gateway::usage::UsageLayer;
+    use llm_gateway::usage::{CostReport, UsageLayer};
     use llm_gateway::{Endpoint, RequestMeta, ServedBy};
     use std::sync::{Arc, Mutex};
     use tower::{Service, ServiceBuilder, ServiceExt};
@@ -408,11 +407,11 @@ async fn usage_and_cost_layers_work_alone_in_a_users_stack() {
         Ok::<_, std::convert::Infallible>(response)
     });
     let mut stack = ServiceBuilder::new()
-        .layer(CostLayer::new(
-            PriceTable::builtin(),
-            move |r: CostReport| sink.lock().unwrap().push(r),
-        ))
-        .layer(UsageLayer::new(()))
+        .layer(
+            UsageLayer::new(()).priced(PriceTable::builtin(), move |r: CostReport| {
+                sink.lock().unwrap().push(r)
+            }),
+        )
         .service(provider);
     let mut request = http::Request::new(Bytes::new());
     request.extensions_mut().insert(RequestMeta {

@@ -48,7 +48,6 @@
 
 mod chunks;
 mod error;
-mod layer;
 mod prune;
 mod query;
 mod record;
@@ -61,7 +60,6 @@ mod writer;
 mod tests;
 
 pub use error::AuditError;
-pub use layer::{AuditBody, AuditDraft, AuditFuture, AuditLayer, AuditOptions, AuditService};
 pub use query::{
     parse_since, AuditDbStats, AuditPage, AuditQuery, AuditReader, DEFAULT_LIMIT, MAX_LIMIT,
     MAX_PAGE_BYTES,

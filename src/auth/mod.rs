@@ -25,9 +25,7 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
-/// The name of the client key a request presented.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientName(pub Arc<str>);
+pub use crate::meta::ClientName;
 
 /// Requires a client key on `/v1/*`; see the [module docs](self).
 #[derive(Clone)]

@@ -6,13 +6,12 @@ use super::peek::PeekBody;
 use super::run::{Ended, Run};
 use super::FallbackPolicy;
 use crate::error::Error;
-use crate::meta::{AttemptLog, AttemptsEnd, RequestClock};
+use crate::ledger::{AttemptsEnd, RequestLedger};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -40,9 +39,9 @@ pub(super) struct HoldBody<S: Service<Request<Bytes>>, P> {
     state: State<S, P>,
     keepalive: Pin<Box<Sleep>>,
     gap: Duration,
-    log: Option<AttemptLog>,
-    /// The metrics clock: frames made here are not upstream chunks waiting to go out.
-    clock: Option<Arc<RequestClock>>,
+    /// Says how the attempts ended, and marks the frames made here (they are not
+    /// upstream chunks waiting to go out).
+    ledger: Option<RequestLedger>,
 }
 
 // The body is boxed as a whole (`Body::new`), once per held stream.
@@ -60,24 +59,18 @@ where
     P: FallbackPolicy,
 {
     /// Hold `run`, sending a keepalive at once and then every `gap`.
-    pub(super) fn new(
-        run: Run<S, P>,
-        gap: Duration,
-        log: Option<AttemptLog>,
-        clock: Option<Arc<RequestClock>>,
-    ) -> Self {
+    pub(super) fn new(run: Run<S, P>, gap: Duration, ledger: Option<RequestLedger>) -> Self {
         Self {
             state: State::Holding(run),
             keepalive: Box::pin(tokio::time::sleep_until(Instant::now())),
             gap,
-            log,
-            clock,
+            ledger,
         }
     }
 
     fn local_frame(&self, bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        if let Some(clock) = &self.clock {
-            clock.mark_local_frame();
+        if let Some(ledger) = &self.ledger {
+            ledger.mark_local_frame();
         }
         Poll::Ready(Some(Ok(Frame::data(bytes))))
     }
@@ -106,8 +99,8 @@ where
                     Poll::Ready(Ended::Failed(error)) => {
                         this.state = State::Done;
                         tracing::warn!(kind = ?error.kind(), %error, "every attempt failed after the held stream's head went out; ending it with an error event");
-                        if let Some(log) = &this.log {
-                            log.set_end(AttemptsEnd::Failed {
+                        if let Some(ledger) = &this.ledger {
+                            ledger.attempts_ended(AttemptsEnd::Failed {
                                 message: error.message().to_owned(),
                             });
                         }

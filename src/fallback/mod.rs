@@ -17,7 +17,7 @@
 //! few seconds (as often as the hold, at most every 5 s), still holding the events: a
 //! failure before content still moves to the next provider unseen, and when every
 //! attempt fails the stream ends with one `event: error` carrying the last upstream
-//! error (and the [`AttemptLog`](crate::meta::AttemptLog) says so, for the audit). Only
+//! error (and the request's [`RequestLedger`](crate::ledger::RequestLedger) says so, for the audit). Only
 //! streams are held this way; a non-streaming request waits for its answer as before.
 //! Whichever owns the loop logs the running attempt if it is dropped (the client left).
 //!
@@ -215,3 +215,6 @@ impl<S, P> Layer<S> for FallbackLayer<P> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,9 +5,8 @@ use super::peek::{ended_before_content, Peek, PeekBody, Seen};
 use super::{failure_reason, FallbackPolicy, OnFallback, ProviderHealth};
 use crate::body::Body;
 use crate::error::{Error, ErrorKind};
-use crate::meta::{
-    AttemptLog, AttemptRecord, AttemptTarget, AttemptsEnd, CrossProvider, TargetModel,
-};
+use crate::ledger::{AttemptRecord, AttemptsEnd, RequestLedger};
+use crate::meta::{AttemptTarget, CrossProvider, TargetModel};
 use crate::route::{Attempt, RouteDecision};
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -94,7 +93,7 @@ pub(super) struct Run<S: Service<Request<Bytes>>, P> {
     body: Bytes,
     attempts: Vec<Option<Attempt>>,
     index: usize,
-    log: Option<AttemptLog>,
+    ledger: Option<RequestLedger>,
     last_error: Option<Error>,
     stage: Stage<S::Future>,
     /// The client already has a `200` SSE head: an answer that is not a stream fails.
@@ -115,7 +114,7 @@ where
     pub(super) fn new(shared: Arc<Shared<P>>, ready: S, request: Request<Bytes>) -> Self {
         let (parts, body) = request.into_parts();
         let attempts = shared.attempts(parts.extensions.get::<RouteDecision>());
-        let log = parts.extensions.get::<AttemptLog>().cloned();
+        let ledger = RequestLedger::of(&parts.extensions).cloned();
         Self {
             shared,
             template: ready.clone(),
@@ -124,7 +123,7 @@ where
             body,
             attempts,
             index: 0,
-            log,
+            ledger,
             last_error: None,
             stage: Stage::Next,
             head_sent: false,
@@ -311,8 +310,8 @@ where
     fn succeed(&mut self, response: Response<PeekBody>, started: Instant) -> Ended {
         let name = self.provider().to_owned();
         self.shared.health.record_success(&name);
-        if let Some(log) = &self.log {
-            log.push(AttemptRecord {
+        if let Some(ledger) = &self.ledger {
+            ledger.attempt(AttemptRecord {
                 provider: name,
                 status: Some(response.status().as_u16()),
                 error: None,
@@ -325,8 +324,8 @@ where
     /// Log the failed attempt and move to the next one (`None`), or end with the error.
     fn fail(&mut self, error: Error, started: Instant) -> Option<Ended> {
         let name = self.provider().to_owned();
-        if let Some(log) = &self.log {
-            log.push(AttemptRecord {
+        if let Some(ledger) = &self.ledger {
+            ledger.attempt(AttemptRecord {
                 provider: name.clone(),
                 status: error.upstream().map(|u| u.status.as_u16()),
                 error: Some(error.message().to_owned()),
@@ -367,14 +366,14 @@ impl<S: Service<Request<Bytes>>, P> Drop for Run<S, P> {
             Stage::Next | Stage::Finished => return,
         };
         // The client went away mid-attempt: the attempt still belongs in the record.
-        if let Some(log) = &self.log {
-            log.push(AttemptRecord {
+        if let Some(ledger) = &self.ledger {
+            ledger.attempt(AttemptRecord {
                 provider: provider_name(&self.attempts, self.index).to_owned(),
                 status,
                 error: Some("client disconnected".to_owned()),
                 latency_ms: millis_since(started),
             });
-            log.set_end(AttemptsEnd::Abandoned);
+            ledger.attempts_ended(AttemptsEnd::Abandoned);
         }
     }
 }

@@ -4,7 +4,7 @@ use super::run::{Ended, Run, Shared};
 use super::{FallbackPolicy, OnFallback, ProviderHealth};
 use crate::body::Body;
 use crate::error::Error;
-use crate::meta::{AttemptLog, RequestClock};
+use crate::ledger::RequestLedger;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
@@ -71,15 +71,13 @@ where
         // the later ones.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let log = request.extensions().get::<AttemptLog>().cloned();
-        let clock = request.extensions().get::<Arc<RequestClock>>().cloned();
+        let ledger = RequestLedger::of(request.extensions()).cloned();
         Box::pin(FallbackFuture {
             hold_until: std::time::Instant::now() + self.shared.max_hold,
             gap: keepalive_gap(self.shared.max_hold),
             run: Some(Run::new(self.shared.clone(), ready, request)),
             hold: None,
-            log,
-            clock,
+            ledger,
         })
     }
 }
@@ -94,8 +92,7 @@ struct FallbackFuture<S: Service<Request<Bytes>>, P> {
     /// Made at the first poll, inside the runtime.
     hold: Option<Pin<Box<Sleep>>>,
     gap: Duration,
-    log: Option<AttemptLog>,
-    clock: Option<Arc<RequestClock>>,
+    ledger: Option<RequestLedger>,
 }
 
 impl<S, P, ResB> Future for FallbackFuture<S, P>
@@ -135,7 +132,7 @@ where
         tracing::debug!(
             "no content yet: sending the head and keepalives, still holding the events"
         );
-        let body = HoldBody::new(run, this.gap, this.log.take(), this.clock.take());
+        let body = HoldBody::new(run, this.gap, this.ledger.take());
         Poll::Ready(Ok(head.map(|()| PeekBody::passthrough(Body::new(body)))))
     }
 }

@@ -4,7 +4,8 @@
 //! be a JSON object with `model` and `messages`, and peeked — not parsed into a tree —
 //! for `model`, `stream` and `agent_type`. The gateway's own `agent_type` field is cut
 //! out; every other byte goes upstream as it came. One [`RequestMeta`] goes into the
-//! request's extensions for the layers below.
+//! request's extensions for the layers below, and, with the body as the client sent it
+//! and the time it was read, into the request's [`RequestLedger`] when it has one.
 //!
 //! The whole body must arrive within the body time limit (408 after it); a request
 //! refused before its body is read (unknown path or method) has the rest of its body
@@ -23,8 +24,8 @@ mod peek;
 pub(crate) use drain::drain;
 
 use crate::error::{Error, ErrorKind};
-use crate::error_response::RequestId;
-use crate::meta::{Endpoint, RequestMeta};
+use crate::ledger::{request_id_of, RequestLedger};
+use crate::meta::{ClientName, Endpoint, RequestMeta};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::{header, Method, Request, Response};
@@ -142,25 +143,23 @@ where
     let body = tokio::time::timeout(limits.timeout, collect_body(body, declared, max))
         .await
         .map_err(|_| body_timeout(limits.timeout))??;
-    if let Some(clock) = parts
-        .extensions
-        .get::<std::sync::Arc<crate::meta::RequestClock>>()
-    {
-        clock.mark_read();
+    let ledger = RequestLedger::of(&parts.extensions).cloned();
+    if let Some(ledger) = &ledger {
+        ledger.mark_read();
+        ledger.set_request_body(&body);
     }
-    let draft = parts.extensions.get::<crate::audit::AuditDraft>().cloned();
-    if let Some(draft) = &draft {
-        draft.set_request_body(body.clone());
-    }
-    let request_id = RequestId::of(&mut parts.extensions);
+    let request_id = match &ledger {
+        Some(ledger) => ledger.request_id().to_owned(),
+        None => request_id_of(&mut parts.extensions),
+    };
     let mut meta = RequestMeta {
         client: parts
             .extensions
-            .get::<crate::auth::ClientName>()
+            .get::<ClientName>()
             .map(|c| c.0.to_string()),
         received_at,
         received_at_wall,
-        ..RequestMeta::new(request_id.0, endpoint)
+        ..RequestMeta::new(request_id, endpoint)
     };
     let body = if endpoint.has_messages_body() {
         check_messages_body(body, &mut meta)?
@@ -169,8 +168,8 @@ where
     };
     // The body changed length if `agent_type` was cut; let the client library recompute.
     parts.headers.remove(header::CONTENT_LENGTH);
-    if let Some(draft) = &draft {
-        draft.set_meta(meta.clone());
+    if let Some(ledger) = &ledger {
+        ledger.set_meta(meta.clone());
     }
     parts.extensions.insert(meta);
     Ok(Request::from_parts(parts, body))

@@ -16,9 +16,8 @@
 //! ```
 
 use crate::error::{Error, ErrorKind};
-use bytes::Bytes;
+use crate::observe::{BodyEnd, BodyObserver, ObservedBody};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -122,41 +121,20 @@ where
             )));
         };
         let response = ready!(inner.poll(cx))?;
-        let permit = this.permit.take();
-        Poll::Ready(Ok(response.map(|inner| ShedBody { inner, permit })))
+        let permit = this.permit.take().map(|held| Permit { _held: held });
+        Poll::Ready(Ok(response.map(|inner| ObservedBody::new(inner, permit))))
     }
 }
 
-pin_project! {
-    /// A body that holds its request's permit until it ends or is dropped.
-    pub struct ShedBody<B> {
-        #[pin]
-        inner: B,
-        permit: Option<OwnedSemaphorePermit>,
-    }
+/// A body that holds its request's permit until it ends or is dropped.
+pub type ShedBody<B> = ObservedBody<B, Permit>;
+
+/// A request's concurrency permit, released when its answer's body ends.
+#[derive(Debug)]
+pub struct Permit {
+    _held: OwnedSemaphorePermit,
 }
 
-impl<B: Body<Data = Bytes>> Body for ShedBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if frame.is_none() {
-            this.permit.take();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+impl BodyObserver for Permit {
+    fn on_end(&mut self, _: BodyEnd) {}
 }

@@ -8,6 +8,9 @@
 //! the recorder exports (Prometheus, StatsD, OpenTelemetry) receives the series below.
 //! The JSON summary of `/gateway/metrics` is not read back from a recorder: it is this
 //! type's own state, with money summed exactly.
+//! The `MetricsRecordSink` of the end-of-request `RecordLayer` records each request
+//! exactly once, with the priced usage of each of its attempts, when its body ends or
+//! is dropped.
 //!
 //! Series (prefix `llm_gateway_`): `requests_total{provider,model,status}`,
 //! `tokens_total{provider,model,kind}`, `cost_usd_total{provider,model}`,
@@ -56,7 +59,6 @@
 
 mod buckets;
 mod exposition;
-mod layer;
 mod pulled;
 mod series;
 mod summary;
@@ -66,10 +68,8 @@ pub use buckets::{
 };
 pub use exposition::PROMETHEUS_TEXT;
 pub(crate) use exposition::{Exposition, Render};
-pub(crate) use layer::answered_status;
-pub use layer::{MetricsBody, MetricsFuture, MetricsLayer, MetricsService};
 
-use crate::cost::CostReport;
+use crate::usage::CostReport;
 use metrics::Recorder;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

@@ -156,7 +156,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::CostReport;
+    use crate::usage::CostReport;
     use crate::usage::{Outcome, Usage, UsageReport};
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};

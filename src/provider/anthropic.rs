@@ -9,7 +9,8 @@ use crate::body::Body;
 use crate::config::Secret;
 use crate::error::{anthropic_type_for_status, status_text, Error, ErrorKind, UpstreamResponse};
 use crate::ingress::rewrite_model;
-use crate::meta::{CrossProvider, RequestClock, RequestMeta, ServedBy, TargetModel};
+use crate::ledger::RequestLedger;
+use crate::meta::{CrossProvider, RequestMeta, ServedBy, TargetModel};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Request, Response};
@@ -138,7 +139,7 @@ impl Inner {
             headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }
 
-        let clock = parts.extensions.get::<Arc<RequestClock>>().cloned();
+        let clock = RequestLedger::of(&parts.extensions).cloned();
         if let Some(clock) = &clock {
             clock.mark_sent();
         }

@@ -1,11 +1,10 @@
 //! What every provider does with its upstream: send, map failures, read error bodies,
-//! and mark chunk arrivals on the request clock.
+//! and mark chunk arrivals in the request's ledger.
 
 use crate::error::{Error, ErrorKind};
-use crate::meta::RequestClock;
+use crate::ledger::RequestLedger;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Largest upstream error body kept (they are small JSON objects).
@@ -53,11 +52,11 @@ impl From<reqwest::Error> for Error {
 }
 
 pin_project_lite::pin_project! {
-    /// Marks the arrival of each upstream chunk on the request's clock.
+    /// Marks the arrival of each upstream chunk in the request's ledger.
     pub(crate) struct ClockedBody {
         #[pin]
         pub(crate) inner: reqwest::Body,
-        pub(crate) clock: Arc<RequestClock>,
+        pub(crate) clock: RequestLedger,
     }
 }
 

@@ -1,120 +1,71 @@
-use super::{OnUsage, Outcome, UsageObservers, UsageReport, UsageTracker};
+use super::price::{unpriced, Pricing};
+use super::{OnUsage, Outcome, UsageReport, UsageTracker};
+use crate::ledger::RequestLedger;
+use crate::observe::{BodyEnd, BodyObserver, ObservedBody};
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-pin_project! {
-    /// A body that forwards every frame unchanged and reads usage from it.
-    ///
-    /// Reports once: at the end of the stream, on an error frame, or — through its
-    /// drop guard — when it is dropped early because the client went away.
-    pub struct UsageBody<B, H: OnUsage> {
-        #[pin]
-        inner: B,
-        tap: Option<Tap<H>>,
-    }
-}
+/// A body that forwards every frame unchanged and reads usage from it.
+///
+/// Reports once: at the end of the stream, on an error frame, or when it is dropped
+/// early because the client went away.
+pub type UsageBody<B, H> = ObservedBody<B, UsageTap<H>>;
 
-/// The tap's state; reporting on drop makes a client disconnect a report, not a loss.
-pub(crate) struct Tap<H: OnUsage> {
+/// The usage tap on one attempt's answer: reads usage as it passes, prices it and
+/// reports it once (to the hooks and the request's ledger).
+pub struct UsageTap<H> {
     pub(crate) tracker: UsageTracker,
     pub(crate) hook: Arc<H>,
+    pub(crate) pricing: Option<Arc<Pricing>>,
+    pub(crate) ledger: Option<RequestLedger>,
     pub(crate) request_id: String,
     pub(crate) provider: Arc<str>,
     pub(crate) model: Option<String>,
     pub(crate) agent_type: Option<String>,
     pub(crate) client: Option<String>,
-    pub(crate) observers: Option<UsageObservers>,
     pub(crate) stream: bool,
     pub(crate) received_at: Instant,
-    pub(crate) reported: bool,
 }
 
-// === impl UsageBody ===
-
-impl<B, H: OnUsage> UsageBody<B, H> {
-    pub(crate) fn new(inner: B, tap: Option<Tap<H>>) -> Self {
-        Self { inner, tap }
+impl<H: OnUsage> BodyObserver for UsageTap<H> {
+    fn on_data(&mut self, data: &Bytes) {
+        self.tracker.feed(data);
     }
-}
 
-impl<B, H> Body for UsageBody<B, H>
-where
-    B: Body<Data = Bytes>,
-    H: OnUsage,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(tap) = this.tap.as_mut() {
-                    if let Some(data) = frame.data_ref() {
-                        tap.tracker.feed(data);
-                    }
-                }
-                if this.inner.is_end_stream() {
-                    finish(this.tap);
-                }
+    fn on_end(&mut self, end: BodyEnd) {
+        let outcome = match (end, self.tracker.outcome_at_end()) {
+            (BodyEnd::Whole, _) => {
+                self.tracker.finish();
+                self.tracker.outcome_at_end()
             }
-            Some(Err(_)) => {
-                if let Some(mut tap) = this.tap.take() {
-                    let outcome = match tap.tracker.outcome_at_end() {
-                        Outcome::Error => Outcome::Error,
-                        _ => Outcome::Incomplete,
-                    };
-                    tap.report(outcome);
-                }
-            }
-            None => finish(this.tap),
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-fn finish<H: OnUsage>(tap: &mut Option<Tap<H>>) {
-    if let Some(mut tap) = tap.take() {
-        tap.tracker.finish();
-        let outcome = tap.tracker.outcome_at_end();
-        tap.report(outcome);
-    }
-}
-
-// === impl Tap ===
-
-impl<H: OnUsage> Tap<H> {
-    fn report(&mut self, outcome: Outcome) {
-        if self.reported {
+            (_, Outcome::Error) => Outcome::Error,
+            (BodyEnd::Broken, _) => Outcome::Incomplete,
+            // Dropped before the end: the client went away (or the server is shutting
+            // down), or fallback dropped an attempt that failed before its commit point.
+            (BodyEnd::Dropped, _) => Outcome::ClientDisconnected,
+        };
+        let report = self.take_report(outcome);
+        if self.pricing.is_none() && self.ledger.is_none() {
+            self.hook.on_usage(report);
             return;
         }
-        self.reported = true;
-        let report = self.take_report(outcome);
-        if let Some(observers) = &self.observers {
-            for observer in observers.iter() {
-                observer.on_usage(report.clone());
+        self.hook.on_usage(report.clone());
+        let priced = match &self.pricing {
+            Some(pricing) => {
+                let priced = pricing.price(report);
+                pricing.hook().on_cost(priced.clone());
+                priced
             }
+            None => unpriced(report),
+        };
+        if let Some(ledger) = &self.ledger {
+            ledger.usage(priced);
         }
-        self.hook.on_usage(report);
     }
+}
 
+impl<H> UsageTap<H> {
     fn take_report(&mut self, outcome: Outcome) -> UsageReport {
         let tracker = &self.tracker;
         let model = tracker
@@ -143,14 +94,11 @@ impl<H: OnUsage> Tap<H> {
     }
 }
 
-impl<H: OnUsage> Drop for Tap<H> {
-    fn drop(&mut self) {
-        // Dropped before the end: the client went away (or the server is shutting down),
-        // or fallback dropped an attempt that failed in-band before its commit point.
-        let outcome = match self.tracker.outcome_at_end() {
-            Outcome::Error => Outcome::Error,
-            _ => Outcome::ClientDisconnected,
-        };
-        self.report(outcome);
+impl<H> std::fmt::Debug for UsageTap<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageTap")
+            .field("request_id", &self.request_id)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
     }
 }

@@ -4,6 +4,10 @@
 //! unchanged, decodes SSE incrementally (holding only the unfinished line), parses only
 //! the events that carry usage, and hands one [`UsageReport`] per attempt to an
 //! [`OnUsage`] hook: when the stream ends, fails, or is dropped because the client left.
+//! With a price table ([`UsageLayer::priced`]) the tap also prices the report exactly
+//! (integer pico-dollars) and hands the [`CostReport`]
+//! to an [`OnCost`] hook; a request with a `RequestLedger`
+//! gets each attempt's priced report there too.
 //!
 //! Merge rules (SPEC §8, protocols.md §1.5): `message_start.message.usage` gives input,
 //! cache-write (with the 5m/1h split) and cache-read tokens; every `message_delta.usage`
@@ -11,20 +15,27 @@
 //! `usage` object gives the same numbers for the same content.
 //!
 //! ```
-//! use llm_gateway::usage::{UsageLayer, UsageReport};
+//! use llm_gateway::pricing::PriceTable;
+//! use llm_gateway::usage::{CostReport, UsageLayer, UsageReport};
 //! let layer = UsageLayer::new(|report: UsageReport| {
 //!     println!("{} used {:?} output tokens", report.request_id, report.usage.output_tokens);
+//! })
+//! .priced(PriceTable::builtin(), |report: CostReport| match report.cost {
+//!     Some(cost) => println!("{}: ${cost}", report.usage.request_id),
+//!     None => println!("{}: unpriced", report.usage.request_id),
 //! });
 //! # let _ = layer;
 //! ```
 
 mod body;
 mod layer;
+mod price;
 mod service;
 mod tracker;
 
-pub use body::UsageBody;
+pub use body::{UsageBody, UsageTap};
 pub use layer::UsageLayer;
+pub use price::{CostReport, OnCost};
 pub use service::{UsageFuture, UsageService};
 pub use tracker::UsageTracker;
 
@@ -116,9 +127,3 @@ impl<T: OnUsage + ?Sized> OnUsage for Arc<T> {
         (**self).on_usage(report)
     }
 }
-
-/// Request-scoped receivers of this request's usage reports.
-///
-/// A layer above [`UsageLayer`] (cost, metrics, audit) pushes an observer into the
-/// request's extensions; the usage tap reports each attempt to them after its own hook.
-pub type UsageObservers = crate::observers::Observers<dyn OnUsage>;

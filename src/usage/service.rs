@@ -1,6 +1,9 @@
-use super::body::Tap;
-use super::{OnUsage, UsageBody, UsageObservers, UsageTracker};
+use super::body::UsageTap;
+use super::price::Pricing;
+use super::{OnUsage, UsageBody, UsageTracker};
+use crate::ledger::RequestLedger;
 use crate::meta::{Endpoint, RequestMeta, ServedBy};
+use crate::observe::ObservedBody;
 use http::{header, Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -11,15 +14,19 @@ use std::time::Instant;
 use tower::Service;
 
 /// The service made by [`UsageLayer`](super::UsageLayer).
-#[derive(Debug)]
 pub struct UsageService<S, H> {
     inner: S,
     hook: Arc<H>,
+    pricing: Option<Arc<Pricing>>,
 }
 
 impl<S, H> UsageService<S, H> {
-    pub(crate) fn new(inner: S, hook: Arc<H>) -> Self {
-        Self { inner, hook }
+    pub(crate) fn new(inner: S, hook: Arc<H>, pricing: Option<Arc<Pricing>>) -> Self {
+        Self {
+            inner,
+            hook,
+            pricing,
+        }
     }
 }
 
@@ -28,19 +35,29 @@ impl<S: Clone, H> Clone for UsageService<S, H> {
         Self {
             inner: self.inner.clone(),
             hook: self.hook.clone(),
+            pricing: self.pricing.clone(),
         }
+    }
+}
+
+impl<S: std::fmt::Debug, H> std::fmt::Debug for UsageService<S, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
 /// What the future knows before the response arrives.
 struct Pending<H> {
     hook: Arc<H>,
+    pricing: Option<Arc<Pricing>>,
+    ledger: Option<RequestLedger>,
     request_id: String,
     agent_type: Option<String>,
     client: Option<String>,
     stream: bool,
     received_at: Instant,
-    observers: Option<UsageObservers>,
 }
 
 impl<S, H, ReqB, ResB> Service<Request<ReqB>> for UsageService<S, H>
@@ -64,12 +81,13 @@ where
             .filter(|meta| meta.endpoint == Endpoint::Messages)
             .map(|meta| Pending {
                 hook: self.hook.clone(),
+                pricing: self.pricing.clone(),
+                ledger: RequestLedger::of(extensions).cloned(),
                 request_id: meta.request_id.clone(),
                 agent_type: meta.agent_type.clone(),
                 client: meta.client.clone(),
                 stream: meta.stream,
                 received_at: meta.received_at,
-                observers: extensions.get::<UsageObservers>().cloned(),
             });
         UsageFuture {
             inner: self.inner.call(request),
@@ -100,21 +118,21 @@ where
         let tap = this.pending.take().and_then(|pending| {
             let tracker = tracker_for(&response)?;
             let served = response.extensions().get::<ServedBy>();
-            Some(Tap {
+            Some(UsageTap {
                 tracker,
                 hook: pending.hook,
+                pricing: pending.pricing,
+                ledger: pending.ledger,
                 request_id: pending.request_id,
                 provider: served.map_or_else(|| Arc::from("unknown"), |s| s.provider.clone()),
                 model: served.and_then(|s| s.model.clone()),
                 agent_type: pending.agent_type,
                 client: pending.client,
-                observers: pending.observers,
                 stream: pending.stream,
                 received_at: pending.received_at,
-                reported: false,
             })
         });
-        Poll::Ready(Ok(response.map(|body| UsageBody::new(body, tap))))
+        Poll::Ready(Ok(response.map(|body| ObservedBody::new(body, tap))))
     }
 }
 

@@ -19,7 +19,8 @@ use super::upstream::{read_capped, send_error, ClockedBody, MAX_ERROR_BODY};
 use crate::body::Body;
 use crate::config::{ProviderConfig, ProviderKind, Secret};
 use crate::error::{Error, ErrorKind, UpstreamResponse};
-use crate::meta::{Endpoint, RequestClock, RequestMeta, ServedBy, TargetModel};
+use crate::ledger::RequestLedger;
+use crate::meta::{Endpoint, RequestMeta, ServedBy, TargetModel};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -189,7 +190,7 @@ impl Inner {
             value.set_sensitive(true);
             request = request.header(name, value);
         }
-        let clock = parts.extensions.get::<Arc<RequestClock>>().cloned();
+        let clock = RequestLedger::of(&parts.extensions).cloned();
         if let Some(clock) = &clock {
             clock.mark_sent();
         }
