@@ -29,7 +29,7 @@ mod exporter;
 #[derive(Parser)]
 #[command(name = "llm-gateway", about = "A streaming LLM gateway")]
 struct Cli {
-    /// TOML configuration file (SPEC §2).
+    /// TOML configuration file ().
     #[arg(long, global = true, env = "LLM_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on (overrides the config); port 0 picks a free port.

@@ -274,7 +274,7 @@ fn bad_request(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::BadRequest, message)
 }
 
-/// SPEC §7: a Messages body is a JSON object with a string `model` and a `messages` array.
+/// a Messages body is a JSON object with a string `model` and a `messages` array.
 fn check_messages_body(body: Bytes, meta: &mut RequestMeta) -> Result<Bytes, Error> {
     let peeked = peek::peek(&body).map_err(|error| match error {
         peek::PeekError::Malformed(why) => {

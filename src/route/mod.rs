@@ -1,7 +1,7 @@
 //! Routing: which providers a request is tried at, in which order, with which model.
 //!
 //! [`RouteLayer`] asks a [`RoutePolicy`] for a [`RouteDecision`] and puts it in the
-//! request's extensions for fallback to follow. [`ConfigRoutePolicy`] implements SPEC §5:
+//! request's extensions for fallback to follow. [`ConfigRoutePolicy`] implements
 //! the `agent_type` rule, then the first `[[routing.models]]` glob that matches the
 //! requested model, then `default_provider`; the rest of `fallback_chain` follows in
 //! order, each fallback using its provider's own `model`.

@@ -3,7 +3,7 @@ use crate::config::{Config, ConfigError, ProviderKind};
 use crate::error::{Error, ErrorKind};
 use crate::meta::RequestMeta;
 
-/// SPEC §5 routing from the configuration.
+/// routing from the configuration.
 #[derive(Debug)]
 pub struct ConfigRoutePolicy {
     default_provider: String,

@@ -9,7 +9,7 @@
 //! to an [`OnCost`] hook; a request with a `RequestLedger`
 //! gets each attempt's priced report there too.
 //!
-//! Merge rules (SPEC §8, protocols.md §1.5): `message_start.message.usage` gives input,
+//! Merge rules (, protocols.md §1.5): `message_start.message.usage` gives input,
 //! cache-write (with the 5m/1h split) and cache-read tokens; every `message_delta.usage`
 //! **replaces** the fields it carries; nothing is ever added. A non-streaming answer's
 //! `usage` object gives the same numbers for the same content.

@@ -1,4 +1,4 @@
-//! Usage accumulation from SSE events or a JSON body, by the SPEC §8 rules.
+//! Usage accumulation from SSE events or a JSON body, by the rules.
 
 use super::{Outcome, Usage};
 use crate::sse::{SseDecoder, SseEvent};
