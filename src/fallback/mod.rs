@@ -70,7 +70,7 @@ pub trait FallbackPolicy: Send + Sync + 'static {
     }
 }
 
-/// as it stands: the defaults of [`FallbackPolicy`], with settable numbers.
+/// The gateway's fallback rules: the defaults of [`FallbackPolicy`], with settable numbers.
 #[derive(Clone, Debug)]
 pub struct DefaultFallbackPolicy {
     /// See [`FallbackPolicy::failure_threshold`].

@@ -3,7 +3,7 @@ use crate::config::{Config, ConfigError, ProviderKind};
 use crate::error::{Error, ErrorKind};
 use crate::meta::RequestMeta;
 
-/// routing from the configuration.
+/// Routing as the configuration says: `agent_type` rule, model globs, default provider.
 #[derive(Debug)]
 pub struct ConfigRoutePolicy {
     default_provider: String,
