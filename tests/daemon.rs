@@ -48,6 +48,17 @@ fn spawn(args: &[&str]) -> Daemon {
     }
 }
 
+/// A config file in `dir` with one Anthropic provider pointing at `upstream`.
+fn anthropic_config(dir: &tempfile::TempDir, upstream: &MockUpstream) -> String {
+    write_config(
+        dir,
+        &format!(
+            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        ),
+    )
+}
+
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, text).unwrap();
@@ -109,13 +120,7 @@ async fn sigterm_drains_open_streams_then_exits_zero() {
     upstream.push(Reply::sse(steps));
 
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &format!(
-            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
-            upstream.url()
-        ),
-    );
+    let config = anthropic_config(&dir, &upstream);
     let mut daemon = spawn(&["--config", &config, "--listen", "127.0.0.1:0"]);
     let mut response = client()
         .post(format!("{}/v1/messages", daemon.url))
@@ -584,13 +589,7 @@ async fn the_daemon_exports_prometheus_text_with_histograms() {
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::sse_events(&fixture("text_basic.sse")));
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &format!(
-            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
-            upstream.url()
-        ),
-    );
+    let config = anthropic_config(&dir, &upstream);
     let daemon = spawn(&["--config", &config, "--listen", "127.0.0.1:0"]);
     let response = client()
         .post(format!("{}/v1/messages", daemon.url))

@@ -6,19 +6,8 @@ mod common;
 use axum::routing::get;
 use axum::Router;
 use common::*;
-use llm_gateway::edge;
 use llm_gateway::request_id::RequestId;
 use serde_json::Value;
-
-/// Serve `router` behind the edge on 127.0.0.1:0; the server task ends with the test.
-async fn serve_behind_edge(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, edge::wrap(router)).await.unwrap();
-    });
-    url
-}
 
 /// What an inner handler sees of its request.
 async fn probe(request: axum::extract::Request) -> axum::Json<Value> {

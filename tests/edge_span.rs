@@ -15,15 +15,6 @@ async fn handler() -> &'static str {
     "ok"
 }
 
-async fn serve_behind_edge(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, edge::wrap(router)).await.unwrap();
-    });
-    url
-}
-
 #[tokio::test]
 async fn each_request_runs_in_a_span_with_its_id_status_and_inner_fields() {
     let logs = CapturedLogs::default();

@@ -8,7 +8,6 @@ use common::*;
 use llm_gateway::metrics::{HISTOGRAM_BUCKETS, REQUEST_DURATION};
 use llm_gateway::Gateway;
 use prometheus_parse::{Scrape, Value};
-use std::time::Duration;
 
 /// The tool_use fixture, priced by hand: claude-sonnet-4-5, 472 input tokens.
 const SONNET_INPUT: f64 = 472.0;
@@ -176,19 +175,6 @@ async fn metrics_are_classic_text_whatever_the_accept_and_parse_after_real_reque
     assert_eq!(buckets.last().unwrap().count, 2.0, "both requests observed");
 }
 
-/// Serve `gateway` on 127.0.0.1:0; the task stops with the returned handle.
-async fn serve(gateway: Gateway) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        gateway
-            .serve(listener, std::future::pending(), Duration::ZERO)
-            .await
-            .unwrap();
-    });
-    (url, task)
-}
-
 #[tokio::test]
 async fn a_hosts_recorder_gets_the_series_and_no_render_means_no_metrics_route() {
     let upstream = MockUpstream::start().await;
@@ -202,7 +188,7 @@ async fn a_hosts_recorder_gets_the_series_and_no_render_means_no_metrics_route()
         .build()
         .unwrap();
     let metrics = gateway.metrics().clone();
-    let (url, task) = serve(gateway).await;
+    let (url, task) = serve_gateway(gateway).await;
     let response = client()
         .post(format!("{url}/v1/messages"))
         .body(messages_body(true))

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use llm_gateway::Gateway;
-use std::time::Duration;
 
 #[tokio::test]
 async fn without_a_recorder_of_its_own_the_gateway_reports_to_the_global_one() {
@@ -25,14 +24,7 @@ async fn without_a_recorder_of_its_own_the_gateway_reports_to_the_global_one() {
         .serve_metrics(move || render.render())
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        gateway
-            .serve(listener, std::future::pending(), Duration::ZERO)
-            .await
-            .unwrap();
-    });
+    let (url, task) = serve_gateway(gateway).await;
     let response = client()
         .post(format!("{url}/v1/messages"))
         .body(messages_body(false))

@@ -146,6 +146,32 @@ impl TestGateway {
     }
 }
 
+/// Serve a built `gateway` on 127.0.0.1:0: its URL, and the task serving it (abort it
+/// to stop).
+pub async fn serve_gateway(gateway: Gateway) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        gateway
+            .serve(listener, std::future::pending(), Duration::ZERO)
+            .await
+            .unwrap();
+    });
+    (url, task)
+}
+
+/// Serve `router` inside the gateway's tower-http edge on 127.0.0.1:0; its URL.
+pub async fn serve_behind_edge(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, llm_gateway::edge::wrap(router))
+            .await
+            .unwrap();
+    });
+    url
+}
+
 /// A config with one anthropic provider pointing at `upstream`.
 pub fn config_for(upstream: &MockUpstream) -> Config {
     let mut config = Config::default();
@@ -172,14 +198,7 @@ pub async fn start_gateway(mut config: Config) -> TestGateway {
         .serve_metrics(move || handle.render())
         .build()
         .expect("gateway builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        gateway
-            .serve(listener, std::future::pending(), Duration::ZERO)
-            .await
-            .unwrap();
-    });
+    let (url, task) = serve_gateway(gateway).await;
     TestGateway {
         url,
         reports,
