@@ -110,6 +110,8 @@ mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod budget;
+mod calendar;
 pub mod config;
 pub mod credentials;
 pub mod edge;

@@ -1,6 +1,7 @@
 //! Record timestamps: RFC 3339 text in the record, unix milliseconds in the
 //! store's index column.
 
+use crate::calendar::{days_from_civil, days_in_month};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) const MS_PER_DAY: i64 = 86_400_000;
@@ -83,25 +84,4 @@ pub(crate) fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         _ => return None,
     };
     Some(days * MS_PER_DAY + (hour * 3600 + minute * 60 + second - offset_s) * 1000 + millis)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (month 1–12).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
