@@ -45,6 +45,11 @@ pub struct RequestMeta {
     pub agent_type: Option<String>,
     /// The name of the client key that authenticated the request, when auth is on.
     pub client: Option<String>,
+    /// The top-level `max_tokens`, when it is a whole number.
+    pub max_tokens: Option<u64>,
+    /// How many image and document blocks the body may hold (an upper bound: each
+    /// JSON string `"image"` or `"document"` counts).
+    pub media_blocks: u32,
     /// When the gateway received the request (monotonic).
     pub received_at: Instant,
     /// When the gateway received the request (wall clock).
@@ -62,6 +67,8 @@ impl RequestMeta {
             stream: false,
             agent_type: None,
             client: None,
+            max_tokens: None,
+            media_blocks: 0,
             received_at: Instant::now(),
             received_at_wall: SystemTime::now(),
         }
