@@ -29,6 +29,7 @@ mod clock;
 mod journal;
 mod memory;
 mod scope;
+mod spend;
 mod window;
 
 pub use clock::{Clock, SystemClock, TestClock};
