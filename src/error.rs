@@ -41,6 +41,14 @@ pub enum ErrorKind {
     Internal,
     /// The client did not send its whole request body within `timeouts.request_body_ms`.
     RequestTimeout,
+    /// The client key (or its team) is over `rpm`, `tpm` or `max_concurrent`.
+    RateLimited,
+    /// The request does not fit what is left of a budget.
+    BudgetExceeded,
+    /// The client key may not do this (a model outside its `models`).
+    Forbidden,
+    /// A service the gateway needs to decide (the shared budget ledger) is unavailable.
+    Unavailable,
 }
 
 /// An upstream's non-success answer, kept so it can be returned to the client as it came.
@@ -63,6 +71,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     upstream: Option<Box<UpstreamResponse>>,
+    retry_after: Option<u64>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -75,6 +84,7 @@ impl Error {
             kind,
             message: message.into(),
             upstream: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -86,6 +96,7 @@ impl Error {
             kind: ErrorKind::UpstreamStatus,
             message,
             upstream: Some(Box::new(response)),
+            retry_after: None,
             source: None,
         }
     }
@@ -94,6 +105,18 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// Tell the client to try again after `seconds` (a `retry-after` header on the
+    /// gateway's own answer).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The `retry-after` the gateway's answer carries, in whole seconds.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     pub(crate) fn set_kind(&mut self, kind: ErrorKind) {
@@ -149,6 +172,10 @@ impl Error {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -161,6 +188,10 @@ impl Error {
             ErrorKind::NotFound | ErrorKind::MethodNotAllowed => "not_found_error",
             ErrorKind::Timeout | ErrorKind::RequestTimeout => "timeout_error",
             ErrorKind::Overloaded | ErrorKind::UpstreamEvent => "overloaded_error",
+            ErrorKind::RateLimited => "rate_limit_error",
+            ErrorKind::BudgetExceeded => "billing_error",
+            ErrorKind::Forbidden => "permission_error",
+            ErrorKind::Unavailable => "api_error",
             _ => anthropic_type_for_status(self.status()),
         }
     }

@@ -69,6 +69,9 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Bytes> {
             if let Ok(value) = HeaderValue::from_str(request_id) {
                 headers.insert(SDK_REQUEST_ID_HEADER, value);
             }
+            if let Some(seconds) = error.retry_after() {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
             error_body(error.anthropic_type(), error.message(), Some(request_id))
         }
     };
