@@ -119,6 +119,7 @@ pub mod error;
 pub mod error_response;
 pub mod fallback;
 mod gateway;
+pub mod govern;
 pub mod ingress;
 pub mod ledger;
 pub mod limit;

@@ -434,6 +434,10 @@ impl Ledger for MemoryLedger {
     ) -> BoxFuture<'static, Result<ScopeUsage, LedgerError>> {
         Box::pin(ready(Ok(self.usage_now(scope, limits))))
     }
+
+    fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
 }
 
 #[cfg(test)]

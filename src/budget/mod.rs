@@ -28,6 +28,7 @@
 mod clock;
 mod journal;
 mod memory;
+mod reservation;
 mod scope;
 mod spend;
 mod window;
@@ -35,6 +36,7 @@ mod window;
 pub use clock::{Clock, SystemClock, TestClock};
 pub use journal::SpendJournal;
 pub use memory::MemoryLedger;
+pub use reservation::{AttemptRefused, Reservation};
 pub use scope::{Budget, Limits, Scope, ScopeKind};
 pub use window::{Period, Window};
 
@@ -175,6 +177,12 @@ pub trait Ledger: Send + Sync + 'static {
         scope: &Scope,
         limits: &Limits,
     ) -> BoxFuture<'static, Result<ScopeUsage, LedgerError>>;
+
+    /// The time the ledger counts by (its windows, the rate-limit minute); a refusal's
+    /// `retry_at` is on this clock.
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
@@ -204,5 +212,9 @@ impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
         limits: &Limits,
     ) -> BoxFuture<'static, Result<ScopeUsage, LedgerError>> {
         (**self).usage(scope, limits)
+    }
+
+    fn now(&self) -> SystemTime {
+        (**self).now()
     }
 }

@@ -24,7 +24,9 @@
 //! Providers that fail [`FallbackPolicy::failure_threshold`] times in a row are skipped
 //! for a cool-down, as is a provider whose `retry-after` (capped) has not passed; when
 //! every provider is unavailable, all are tried anyway. Later attempts skip a provider
-//! whose service is not ready instead of queueing on it.
+//! whose service is not ready instead of queueing on it. A request carrying an
+//! [`AttemptGate`] asks it before each attempt after the first, and ends with its error
+//! when it refuses (a budget that cannot cover another attempt).
 //!
 //! ```
 //! use llm_gateway::fallback::{DefaultFallbackPolicy, FallbackLayer};
@@ -32,12 +34,14 @@
 //! # let _ = layer;
 //! ```
 
+mod gate;
 mod health;
 mod hold;
 mod peek;
 mod run;
 mod service;
 
+pub use gate::{AttemptGate, GateAttempts};
 pub use health::ProviderHealth;
 pub use peek::PeekBody;
 pub use service::FallbackService;

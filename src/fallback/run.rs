@@ -2,7 +2,7 @@
 //! to the body once the hold sends the head.
 
 use super::peek::{ended_before_content, Peek, PeekBody, Seen};
-use super::{failure_reason, FallbackPolicy, OnFallback, ProviderHealth};
+use super::{failure_reason, FallbackPolicy, GateAttempts, OnFallback, ProviderHealth};
 use crate::body::Body;
 use crate::error::{Error, ErrorKind};
 use crate::ledger::{AttemptRecord, AttemptsEnd, RequestLedger};
@@ -93,6 +93,8 @@ pub(super) struct Run<S: Service<Request<Bytes>>, P> {
     body: Bytes,
     attempts: Vec<Option<Attempt>>,
     index: usize,
+    /// Attempts called so far (the gate is asked before every one after the first).
+    called: usize,
     ledger: Option<RequestLedger>,
     last_error: Option<Error>,
     stage: Stage<S::Future>,
@@ -123,6 +125,7 @@ where
             body,
             attempts,
             index: 0,
+            called: 0,
             ledger,
             last_error: None,
             stage: Stage::Next,
@@ -215,6 +218,16 @@ where
                 service
             }
         };
+        if let (true, Some(attempt), Some(gate)) = (
+            self.called > 0,
+            attempt.as_ref(),
+            self.parts.extensions.get::<GateAttempts>(),
+        ) {
+            if let Err(error) = gate.0.before_attempt(attempt) {
+                return Some(Ended::Failed(error));
+            }
+        }
+        self.called += 1;
         let request = attempt_request(&self.parts, &self.body, attempt.as_ref());
         self.stage = Stage::Calling {
             future: Box::pin(service.call(request)),

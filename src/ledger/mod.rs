@@ -13,6 +13,7 @@
 //! | every attempt (provider, status, error, latency), one the client left too | fallback | [`attempt`](RequestLedger::attempt) |
 //! | how the attempts ended, when the head cannot say ([`AttemptsEnd`]) | fallback | [`attempts_ended`](RequestLedger::attempts_ended) |
 //! | each attempt's usage with its priced cost | the usage tap | [`usage`](RequestLedger::usage) |
+//! | the request's [`Reservation`] on its budgets | `Govern` | [`set_reservation`](RequestLedger::set_reservation) |
 //!
 //! `Record` adds what only the edge of the stack sees (the answer's head, the error
 //! message, a bounded copy of the answer, how its body ended) and hands the closed
@@ -30,6 +31,7 @@ mod clock;
 use body::cut_body;
 pub(crate) use body::BoundedCopy;
 
+use crate::budget::Reservation;
 use crate::meta::RequestMeta;
 use crate::usage::CostReport;
 use bytes::Bytes;
@@ -57,6 +59,7 @@ struct Entries {
     attempts: Vec<AttemptRecord>,
     attempts_end: Option<AttemptsEnd>,
     usage: Vec<CostReport>,
+    reservation: Option<Arc<Reservation>>,
 }
 
 /// One attempt as fallback saw it.
@@ -100,6 +103,8 @@ pub struct LedgerEntries {
     pub attempts_end: Option<AttemptsEnd>,
     /// Each attempt's usage and cost, in the order the taps reported.
     pub usage: Vec<CostReport>,
+    /// The request's hold on its budgets, when `Govern` admitted it against any.
+    pub reservation: Option<Arc<Reservation>>,
     /// From the request being read to the upstream request being sent, if it was.
     pub time_to_send: Option<Duration>,
 }
@@ -181,6 +186,11 @@ impl RequestLedger {
         self.lock().usage.push(report);
     }
 
+    /// Govern: the request's hold on its budgets, settled when the request closes.
+    pub fn set_reservation(&self, reservation: Arc<Reservation>) {
+        self.lock().reservation = Some(reservation);
+    }
+
     /// Ingress: the client's body has been read (its upload time is the client's).
     pub fn mark_read(&self) {
         self.0.clock.mark_read();
@@ -216,6 +226,7 @@ impl RequestLedger {
             attempts: entries.attempts,
             attempts_end: entries.attempts_end,
             usage: entries.usage,
+            reservation: entries.reservation,
             time_to_send: self.0.clock.time_to_send(),
         }
     }

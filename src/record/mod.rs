@@ -28,11 +28,13 @@
 
 mod audit;
 mod body;
+mod budget;
 mod metrics;
 mod service;
 
 pub use audit::{AuditOptions, AuditRecordSink};
 pub use body::{Closing, RecordBody};
+pub use budget::BudgetRecordSink;
 pub use metrics::MetricsRecordSink;
 pub use service::{RecordFuture, RecordService};
 

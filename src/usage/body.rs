@@ -1,5 +1,5 @@
 use super::price::{unpriced, Pricing};
-use super::{OnUsage, Outcome, UsageReport, UsageTracker};
+use super::{OnUsage, Outcome, UsageReport, UsageTracker, WatchUsage};
 use crate::ledger::RequestLedger;
 use crate::observe::{BodyEnd, BodyObserver, ObservedBody};
 use bytes::Bytes;
@@ -19,6 +19,9 @@ pub struct UsageTap<H> {
     pub(crate) hook: Arc<H>,
     pub(crate) pricing: Option<Arc<Pricing>>,
     pub(crate) ledger: Option<RequestLedger>,
+    pub(crate) watch: Option<WatchUsage>,
+    /// The watch has been told the input.
+    pub(crate) input_told: bool,
     pub(crate) request_id: String,
     pub(crate) provider: Arc<str>,
     pub(crate) model: Option<String>,
@@ -31,6 +34,14 @@ pub struct UsageTap<H> {
 impl<H: OnUsage> BodyObserver for UsageTap<H> {
     fn on_data(&mut self, data: &Bytes) {
         self.tracker.feed(data);
+        if let (false, Some(watch)) = (self.input_told, &self.watch) {
+            let usage = self.tracker.usage();
+            if usage.input_tokens.is_some() {
+                self.input_told = true;
+                let model = self.tracker.served_model().or(self.model.as_deref());
+                watch.0.input_known(&self.provider, model, &usage);
+            }
+        }
     }
 
     fn on_end(&mut self, end: BodyEnd) {
@@ -46,7 +57,7 @@ impl<H: OnUsage> BodyObserver for UsageTap<H> {
             (BodyEnd::Dropped, _) => Outcome::ClientDisconnected,
         };
         let report = self.take_report(outcome);
-        if self.pricing.is_none() && self.ledger.is_none() {
+        if self.pricing.is_none() && self.ledger.is_none() && self.watch.is_none() {
             self.hook.on_usage(report);
             return;
         }
@@ -59,6 +70,9 @@ impl<H: OnUsage> BodyObserver for UsageTap<H> {
             }
             None => unpriced(report),
         };
+        if let Some(watch) = &self.watch {
+            watch.0.attempt_ended(&priced);
+        }
         if let Some(ledger) = &self.ledger {
             ledger.usage(priced);
         }

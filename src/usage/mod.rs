@@ -32,12 +32,14 @@ mod layer;
 mod price;
 mod service;
 mod tracker;
+mod watch;
 
 pub use body::{UsageBody, UsageTap};
 pub use layer::UsageLayer;
 pub use price::{CostReport, OnCost};
 pub use service::{UsageFuture, UsageService};
 pub use tracker::UsageTracker;
+pub use watch::{UsageWatch, WatchUsage};
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

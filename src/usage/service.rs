@@ -1,6 +1,6 @@
 use super::body::UsageTap;
 use super::price::Pricing;
-use super::{OnUsage, UsageBody, UsageTracker};
+use super::{OnUsage, UsageBody, UsageTracker, WatchUsage};
 use crate::ledger::RequestLedger;
 use crate::meta::{Endpoint, RequestMeta, ServedBy};
 use crate::observe::ObservedBody;
@@ -53,6 +53,7 @@ struct Pending<H> {
     hook: Arc<H>,
     pricing: Option<Arc<Pricing>>,
     ledger: Option<RequestLedger>,
+    watch: Option<WatchUsage>,
     request_id: String,
     agent_type: Option<String>,
     client: Option<String>,
@@ -83,6 +84,7 @@ where
                 hook: self.hook.clone(),
                 pricing: self.pricing.clone(),
                 ledger: RequestLedger::of(extensions).cloned(),
+                watch: extensions.get::<WatchUsage>().cloned(),
                 request_id: meta.request_id.clone(),
                 agent_type: meta.agent_type.clone(),
                 client: meta.client.clone(),
@@ -123,6 +125,8 @@ where
                 hook: pending.hook,
                 pricing: pending.pricing,
                 ledger: pending.ledger,
+                watch: pending.watch,
+                input_told: false,
                 request_id: pending.request_id,
                 provider: served.map_or_else(|| Arc::from("unknown"), |s| s.provider.clone()),
                 model: served.and_then(|s| s.model.clone()),
