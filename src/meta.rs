@@ -24,6 +24,9 @@ impl Endpoint {
     }
 }
 
+/// Longest session id kept in [`RequestMeta::session`], in bytes; a longer one is ignored.
+pub const MAX_SESSION_BYTES: usize = 256;
+
 /// The facts about one request that every layer reads.
 ///
 /// Inserted into the request's extensions by ingress;
@@ -45,6 +48,13 @@ pub struct RequestMeta {
     pub agent_type: Option<String>,
     /// The name of the client key that authenticated the request, when auth is on.
     pub client: Option<String>,
+    /// The team of that client key, when it has one.
+    pub team: Option<String>,
+    /// The client's session: the `x-gateway-session` header, else Claude Code's
+    /// `x-claude-code-session-id` header, else the `session_id` in the body's
+    /// `metadata.user_id`. At most [`MAX_SESSION_BYTES`] of printable text; anything
+    /// else is ignored.
+    pub session: Option<String>,
     /// The top-level `max_tokens`, when it is a whole number.
     pub max_tokens: Option<u64>,
     /// How many image and document blocks the body may hold (an upper bound: each
@@ -67,6 +77,8 @@ impl RequestMeta {
             stream: false,
             agent_type: None,
             client: None,
+            team: None,
+            session: None,
             max_tokens: None,
             media_blocks: 0,
             received_at: Instant::now(),
@@ -88,6 +100,11 @@ pub struct ServedBy {
 /// [`RequestMeta::client`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientName(pub Arc<str>);
+
+/// The team of the client key a request presented; set by auth, read by ingress (into
+/// [`RequestMeta::team`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientTeam(pub Arc<str>);
 
 /// The model to ask the upstream for, when routing chose another than the client's.
 ///

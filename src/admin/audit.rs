@@ -14,6 +14,7 @@ use std::sync::Arc;
 /// Query parameters (all optional, ANDed):
 /// - `request_id`: only that record; the answer then carries its bodies;
 /// - `model` (requested or served), `provider`, `since` (unix ms or RFC 3339);
+/// - `client` (the key's name), `team`, `session`: whose requests they were;
 /// - `limit`: records per page, default 50, at most 1000;
 /// - `cursor` (or `before`): the `next_cursor` of the previous page, to continue
 ///   the listing; pages stay disjoint while new records are written;

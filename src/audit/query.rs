@@ -40,6 +40,15 @@ pub struct AuditQuery {
     /// Records served (or last tried) by this provider.
     #[serde(default)]
     pub provider: Option<String>,
+    /// Records of the client key with this name.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Records of keys of this team.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Records of this session (as the client named it).
+    #[serde(default)]
+    pub session: Option<String>,
     /// Records whose `timestamp` is at or after this instant: unix
     /// milliseconds, RFC 3339 or a bare date (see [`parse_since`]).
     #[serde(default)]
@@ -232,6 +241,32 @@ impl AuditReader {
             clauses.push("provider = ?");
             params.push(text(provider));
         }
+        let (conn, found) = schema::open_reader(&self.path)?;
+        // A file of the version before has no attribution columns (a reader does not
+        // add them): the filters look into the record's JSON there.
+        let previous = found == schema::Found::Previous;
+        for (column, in_json, value) in [
+            (
+                "client = ?",
+                "json_extract(record_json, '$.client') = ?",
+                &filter.client,
+            ),
+            (
+                "team = ?",
+                "json_extract(record_json, '$.team') = ?",
+                &filter.team,
+            ),
+            (
+                "session = ?",
+                "json_extract(record_json, '$.session') = ?",
+                &filter.session,
+            ),
+        ] {
+            if let Some(value) = non_empty(value) {
+                clauses.push(if previous { in_json } else { column });
+                params.push(text(value));
+            }
+        }
         if let Some(since) = since {
             clauses.push("timestamp_ms >= ?");
             params.push(Value::Integer(since));
@@ -251,7 +286,6 @@ impl AuditReader {
         }
         sql.push_str(" ORDER BY timestamp_ms DESC, seq DESC LIMIT ?");
         params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        let conn = schema::open_reader(&self.path)?;
         read_rows(&conn, &sql, params, keep)
     }
 
@@ -267,7 +301,7 @@ impl AuditReader {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let conn = schema::open_reader(&self.path)?;
+        let (conn, _) = schema::open_reader(&self.path)?;
         let sql = format!(
             "SELECT {} FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             schema::SELECT_COLUMNS
@@ -282,7 +316,7 @@ impl AuditReader {
 
     /// Record count, highest `seq`, and page figures of the file.
     pub fn stats(&self) -> Result<AuditDbStats, AuditError> {
-        let conn = schema::open_reader(&self.path)?;
+        let (conn, _) = schema::open_reader(&self.path)?;
         let (records, max_seq): (i64, i64) = conn.query_row(
             "SELECT count(*), coalesce(max(seq), 0) FROM audit_records",
             [],

@@ -36,6 +36,11 @@ pub struct AuditRecord {
     pub timestamp: String,
     /// The client key's configured *name*, never the key itself.
     pub client: Option<String>,
+    /// The client key's team, when it has one.
+    pub team: Option<String>,
+    /// The client's session id: the `x-gateway-session` header, Claude Code's
+    /// `x-claude-code-session-id`, or the `session_id` in `metadata.user_id`.
+    pub session: Option<String>,
     /// The caller's agent type, when it sent one.
     pub agent_type: Option<String>,
     /// The model the client asked for.
@@ -122,6 +127,8 @@ impl Default for AuditRecord {
             request_id: String::new(),
             timestamp: super::time::format_ms(0),
             client: None,
+            team: None,
+            session: None,
             agent_type: None,
             requested_model: None,
             served_model: None,

@@ -366,6 +366,9 @@ fn write_batch(
                 json,
                 request,
                 response,
+                record.client,
+                record.team,
+                record.session,
             ])?;
         }
     }

@@ -2,10 +2,14 @@
 //!
 //! The body is read into one `Bytes` (so a fallback can replay it for free), checked to
 //! be a JSON object with `model` and `messages`, and peeked — not parsed into a tree —
-//! for `model`, `stream` and `agent_type`. The gateway's own `agent_type` field is cut
-//! out; every other byte goes upstream as it came. One [`RequestMeta`] goes into the
-//! request's extensions for the layers below, and, with the body as the client sent it
-//! and the time it was read, into the request's [`RequestLedger`] when it has one.
+//! for `model`, `stream`, `agent_type`, `max_tokens` and the session in `metadata`, with
+//! the image and document blocks counted. The gateway's own `agent_type` field is cut
+//! out (and its own `x-gateway-session` header dropped); every other byte goes upstream
+//! as it came. The client key's name and team come from auth, the session from the
+//! first of `x-gateway-session`, `x-claude-code-session-id` and `metadata.user_id`.
+//! One [`RequestMeta`] goes into the request's extensions for the layers below, and,
+//! with the body as the client sent it and the time it was read, into the request's
+//! [`RequestLedger`] when it has one.
 //!
 //! The whole body must arrive within the body time limit (408 after it); a request
 //! refused before its body is read (unknown path or method) has the rest of its body
@@ -20,12 +24,14 @@
 
 mod drain;
 mod peek;
+mod session;
 
 pub(crate) use drain::drain;
+pub use session::{CLAUDE_CODE_SESSION_HEADER, SESSION_HEADER};
 
 use crate::error::{Error, ErrorKind};
 use crate::ledger::{request_id_of, RequestLedger};
-use crate::meta::{ClientName, Endpoint, RequestMeta};
+use crate::meta::{ClientName, ClientTeam, Endpoint, RequestMeta};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::{header, Method, Request, Response};
@@ -157,6 +163,11 @@ where
             .extensions
             .get::<ClientName>()
             .map(|c| c.0.to_string()),
+        team: parts
+            .extensions
+            .get::<ClientTeam>()
+            .map(|t| t.0.to_string()),
+        session: session::from_headers(&parts.headers),
         received_at,
         received_at_wall,
         ..RequestMeta::new(request_id, endpoint)
@@ -168,6 +179,8 @@ where
     };
     // The body changed length if `agent_type` was cut; let the client library recompute.
     parts.headers.remove(header::CONTENT_LENGTH);
+    // The gateway's own header, like its own `agent_type` field, stays here.
+    parts.headers.remove(SESSION_HEADER);
     if let Some(ledger) = &ledger {
         ledger.set_meta(meta.clone());
     }
@@ -298,6 +311,13 @@ fn check_messages_body(body: Bytes, meta: &mut RequestMeta) -> Result<Bytes, Err
         return Err(bad_request("stream: must be a boolean"));
     }
     meta.stream = peeked.stream.unwrap_or(false);
+    meta.max_tokens = peeked.max_tokens;
+    meta.media_blocks = peek::media_blocks(&body);
+    if meta.session.is_none() {
+        meta.session = peeked
+            .metadata
+            .and_then(|span| session::from_metadata(&body[span]));
+    }
     let body = match peeked.agent_type {
         Some((agent_type, cut)) => {
             meta.agent_type = agent_type;
@@ -462,6 +482,41 @@ mod tests {
                 needle,
                 err.message()
             );
+        }
+    }
+
+    #[test]
+    fn budget_facts_and_the_body_session_are_read() {
+        let body = Bytes::from_static(
+            br#"{"model":"m","max_tokens":512,"metadata":{"user_id":"{\"session_id\":\"s-1\"}"},"messages":[{"role":"user","content":[{"type":"image","source":{}}]}]}"#,
+        );
+        let mut meta = meta();
+        let out = check_messages_body(body.clone(), &mut meta).unwrap();
+        assert_eq!(out, body);
+        assert_eq!(meta.max_tokens, Some(512));
+        assert_eq!(meta.media_blocks, 1);
+        assert_eq!(meta.session.as_deref(), Some("s-1"));
+        // A session from a header is kept over the body's.
+        let mut from_header = RequestMeta {
+            session: Some("header".into()),
+            ..super::tests::meta()
+        };
+        check_messages_body(body, &mut from_header).unwrap();
+        assert_eq!(from_header.session.as_deref(), Some("header"));
+    }
+
+    #[test]
+    fn malformed_metadata_is_ignored_not_refused() {
+        for metadata in [
+            r#""text""#,
+            r#"{"user_id":"{broken"}"#,
+            r#"{"user_id":12}"#,
+            "[]",
+        ] {
+            let body = format!(r#"{{"model":"m","metadata":{metadata},"messages":[]}}"#);
+            let mut meta = meta();
+            check_messages_body(Bytes::from(body), &mut meta).unwrap();
+            assert_eq!(meta.session, None, "{metadata}");
         }
     }
 }

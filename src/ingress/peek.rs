@@ -5,7 +5,8 @@
 //! strip `agent_type` and rewrite `model` while every other byte goes upstream as it
 //! came), and no JSON crate exposes member spans. It validates the JSON structure as it
 //! skips (strings are skipped with `memchr`, so an 80–120 KB Claude Code body costs
-//! microseconds); it does not decode anything but the three fields it reads.
+//! microseconds); it decodes nothing but the few fields it reads, and hands on the span of
+//! `metadata` for the session to be parsed out of that small value alone.
 
 use memchr::memchr2;
 use std::ops::Range;
@@ -30,6 +31,10 @@ pub(crate) struct Peeked {
     pub messages_is_array: bool,
     /// `messages` is present.
     pub has_messages: bool,
+    /// `max_tokens`, when it is a non-negative whole number that fits a `u64`.
+    pub max_tokens: Option<u64>,
+    /// The span of the `metadata` value (any JSON value), for the session it may carry.
+    pub metadata: Option<Range<usize>>,
 }
 
 /// Why a body is not a JSON object.
@@ -51,7 +56,8 @@ struct Scanner<'a> {
     pos: usize,
 }
 
-/// Scan `body`, a JSON object, for its `model`, `stream`, `agent_type` and `messages`.
+/// Scan `body`, a JSON object, for its `model`, `stream`, `agent_type`, `messages`,
+/// `max_tokens` and `metadata`.
 ///
 /// The body must be UTF-8 throughout, and its strings must not hold raw control
 /// characters (below U+0020) or unknown escapes, as JSON requires.
@@ -134,6 +140,8 @@ pub(crate) fn peek(body: &[u8]) -> Result<Peeked, PeekError> {
                     peeked.has_messages = true;
                     peeked.messages_is_array = raw_value.first() == Some(&b'[');
                 }
+                b"max_tokens" => peeked.max_tokens = whole_number(raw_value),
+                b"metadata" => peeked.metadata = Some(value.clone()),
                 _ => {}
             }
             members.push(Member { key, value });
@@ -153,6 +161,24 @@ pub(crate) fn peek(body: &[u8]) -> Result<Peeked, PeekError> {
         *span = member_removal_span(&members, index);
     }
     Ok(peeked)
+}
+
+/// `raw` (a JSON number or other value) as a `u64`, when it is written as digits only:
+/// no sign, fraction or exponent.
+fn whole_number(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+/// How many times the JSON strings `"image"` and `"document"` occur in `body`: at least
+/// the number of image and document blocks (a `type` value), and an upper bound of
+/// them for a budget, never an exact count (the same text in a prompt counts too).
+pub(crate) fn media_blocks(body: &[u8]) -> u32 {
+    let count = |needle: &[u8]| memchr::memmem::find_iter(body, needle).count();
+    let total = count(b"\"image\"").saturating_add(count(b"\"document\""));
+    u32::try_from(total).unwrap_or(u32::MAX)
 }
 
 /// The bytes to delete to remove member `index` and one adjacent comma.
@@ -482,5 +508,67 @@ mod tests {
                 assert_eq!(ours, serde, "{}", String::from_utf8_lossy(case));
             }
         }
+    }
+
+    #[test]
+    fn max_tokens_is_a_whole_number_or_none() {
+        let at = |value: &str| {
+            let body = format!(r#"{{"model":"m","max_tokens":{value},"messages":[]}}"#);
+            peek(body.as_bytes()).unwrap().max_tokens
+        };
+        assert_eq!(at("0"), Some(0));
+        assert_eq!(at("64000"), Some(64_000));
+        assert_eq!(at("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "-1",
+            "1.5",
+            "10.0",
+            "1e3",
+            "\"100\"",
+            "null",
+            "true",
+            "[1]",
+            "18446744073709551616",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+        assert_eq!(
+            peek(br#"{"model":"m","messages":[]}"#).unwrap().max_tokens,
+            None
+        );
+        // The last of duplicate members wins, as upstream's parser has it.
+        let twice = br#"{"max_tokens":5,"model":"m","messages":[],"max_tokens":7}"#;
+        assert_eq!(peek(twice).unwrap().max_tokens, Some(7));
+        // Only the top level counts.
+        let nested = br#"{"model":"m","messages":[{"max_tokens":9}]}"#;
+        assert_eq!(peek(nested).unwrap().max_tokens, None);
+    }
+
+    #[test]
+    fn metadata_span_is_the_whole_value() {
+        let body =
+            br#"{"model":"m","metadata" : {"user_id":"{\"session_id\":\"s\"}"},"messages":[]}"#;
+        let span = peek(body).unwrap().metadata.unwrap();
+        assert_eq!(&body[span], br#"{"user_id":"{\"session_id\":\"s\"}"}"#);
+        let body = br#"{"model":"m","messages":[],"metadata":null}"#;
+        assert_eq!(&body[peek(body).unwrap().metadata.unwrap()], b"null");
+        assert_eq!(
+            peek(br#"{"model":"m","messages":[]}"#).unwrap().metadata,
+            None
+        );
+    }
+
+    #[test]
+    fn media_blocks_count_image_and_document_strings() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":[
+            {"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}},
+            {"type":"document","source":{"type":"text","data":"x"}},
+            {"type":"text","text":"an image of a \"image\" word"},
+            {"type":"image","source":{"type":"url","url":"https://x/y.png"}}
+        ]}]}"#;
+        assert_eq!(media_blocks(body), 3);
+        assert_eq!(media_blocks(br#"{"model":"m","messages":[]}"#), 0);
+        // An over-count is fine: the figure is an upper bound.
+        assert_eq!(media_blocks(br#"{"image":"document"}"#), 2);
     }
 }

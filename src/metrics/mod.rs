@@ -21,7 +21,10 @@
 //! `open_connections`, `connections_limited_total`, `accept_failures_total`,
 //! `provider_healthy{provider}`, `audit_queue_depth` and the audit store's
 //! `audit_records_{written,dropped}_total`, `audit_bodies_shed_total`, `audit_write_errors_total`,
-//! `audit_file_reopened_total`.
+//! `audit_file_reopened_total`; and, from the budget code, `budget_spent_usd{scope,name}`,
+//! `budget_limit_usd{scope,name}` and `rate_limited_total{scope,name,limit}` (`scope` is
+//! `key` or `team`, `name` the key's or team's name, `limit` one of `rpm`, `tpm`,
+//! `max_concurrent`, `budget`).
 //!
 //! - **Money** is summed as integer pico-dollars. `cost_usd_total` is a gauge set, under
 //!   the summary's lock, to the exact total turned into the nearest `f64` of USD: the
@@ -34,7 +37,8 @@
 //!   gateway's `/metrics` calls it before each render; a host exporting by other means
 //!   calls it before each scrape or push.
 //! - **Labels** come from bounded sets: providers are the configured names, models the
-//!   price-table keys that priced them (an unknown model is `other`), statuses HTTP codes.
+//!   price-table keys that priced them (an unknown model is `other`), statuses HTTP codes,
+//!   key and team names those configured or created through the admin API.
 //!
 //! A host serving Prometheus text itself, with the bucket table:
 //!
@@ -69,6 +73,7 @@ pub use buckets::{
 pub use exposition::PROMETHEUS_TEXT;
 pub(crate) use exposition::{Exposition, Render};
 
+use crate::pricing::Money;
 use crate::usage::CostReport;
 use metrics::Recorder;
 use std::sync::{Arc, Mutex};
@@ -94,6 +99,10 @@ pub(crate) struct FinishedRequest {
     pub timestamp: SystemTime,
     pub status: u16,
     pub provider: Option<String>,
+    /// The client key's name, when auth is on.
+    pub client: Option<String>,
+    /// That key's team, when it has one.
+    pub team: Option<String>,
     pub costs: Vec<CostReport>,
     pub latency: Duration,
     pub overhead: Option<Duration>,
@@ -221,6 +230,31 @@ impl GatewayMetrics {
                 series::set_cost(&provider, &model, total.to_usd_f64());
             }
         });
+    }
+
+    /// Show what `scope` has settled in its current budget window, as
+    /// `llm_gateway_budget_spent_usd{scope,name}` (set, not added: `spent` is the exact
+    /// total, so the gauge never drifts from it).
+    pub fn budget_spent(&self, scope: &crate::budget::Scope, spent: Money) {
+        self.emit(|| series::budget_spent(scope, spent.to_usd_f64()));
+    }
+
+    /// Show `scope`'s budget as `llm_gateway_budget_limit_usd{scope,name}`; `None` (no
+    /// budget, or it was removed) sets it to zero, since a series cannot be withdrawn
+    /// through the facade.
+    pub fn budget_limit(&self, scope: &crate::budget::Scope, limit: Option<Money>) {
+        let usd = limit.map_or(0.0, Money::to_usd_f64);
+        self.emit(|| series::budget_limit(scope, usd));
+    }
+
+    /// Count one request refused because `scope` is over `limit` — `rpm`, `tpm`,
+    /// `max_concurrent` or `budget` — as `llm_gateway_rate_limited_total{scope,name,limit}`.
+    pub fn rate_limited(&self, scope: &crate::budget::Scope, limit: &'static str) {
+        debug_assert!(
+            series::RATE_LIMIT_KINDS.contains(&limit),
+            "unknown limit {limit:?}"
+        );
+        self.emit(|| series::rate_limited(scope, limit));
     }
 
     fn lock_summary(&self) -> std::sync::MutexGuard<'_, summary::Summary> {

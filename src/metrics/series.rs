@@ -6,6 +6,7 @@
 
 use super::buckets::{OVERHEAD, REQUEST_DURATION, TIME_TO_FIRST_TOKEN};
 use super::FinishedRequest;
+use crate::budget::Scope;
 use crate::pricing::BillableTokens;
 use crate::usage::Outcome;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
@@ -29,6 +30,12 @@ pub(crate) const AUDIT_BODIES_SHED: &str = "llm_gateway_audit_bodies_shed_total"
 pub(crate) const AUDIT_DROPPED: &str = "llm_gateway_audit_records_dropped_total";
 pub(crate) const AUDIT_WRITE_ERRORS: &str = "llm_gateway_audit_write_errors_total";
 pub(crate) const AUDIT_REOPENED: &str = "llm_gateway_audit_file_reopened_total";
+pub(crate) const BUDGET_SPENT: &str = "llm_gateway_budget_spent_usd";
+pub(crate) const BUDGET_LIMIT: &str = "llm_gateway_budget_limit_usd";
+pub(crate) const RATE_LIMITED: &str = "llm_gateway_rate_limited_total";
+
+/// The `limit` label values of [`RATE_LIMITED`].
+pub(crate) const RATE_LIMIT_KINDS: [&str; 4] = ["rpm", "tpm", "max_concurrent", "budget"];
 
 /// Give every series its help text and make the unlabelled ones exist (at zero), so a
 /// scrape shows them before anything happened. Safe to repeat: it adds nothing.
@@ -98,6 +105,18 @@ pub(crate) fn announce() {
     describe_counter!(
         AUDIT_REOPENED,
         "Times the audit database file was found deleted or replaced and reopened"
+    );
+    describe_gauge!(
+        BUDGET_SPENT,
+        "Spend in USD settled in the current budget window of a key or team (the exact total)"
+    );
+    describe_gauge!(
+        BUDGET_LIMIT,
+        "Budget in USD per window of a key or team; 0 when it has none"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused because a key or team was over a limit: rpm, tpm, max_concurrent or budget"
     );
     // Registering is enough for a series to be exported; adding zero changes no value.
     gauge!(ACTIVE_STREAMS).increment(0.0);
@@ -181,6 +200,27 @@ pub(crate) fn record(request: &FinishedRequest) {
 /// Show the exact spend of one (provider, model) series.
 pub(crate) fn set_cost(provider: &str, model: &str, usd: f64) {
     gauge!(COST, "provider" => provider.to_owned(), "model" => model.to_owned()).set(usd);
+}
+
+/// Show the spend of `scope`'s current window.
+pub(crate) fn budget_spent(scope: &Scope, usd: f64) {
+    gauge!(BUDGET_SPENT, "scope" => scope.kind_str(), "name" => scope.name.to_string()).set(usd);
+}
+
+/// Show `scope`'s budget (0 for none).
+pub(crate) fn budget_limit(scope: &Scope, usd: f64) {
+    gauge!(BUDGET_LIMIT, "scope" => scope.kind_str(), "name" => scope.name.to_string()).set(usd);
+}
+
+/// Count one refusal of `scope` over `limit`.
+pub(crate) fn rate_limited(scope: &Scope, limit: &'static str) {
+    counter!(
+        RATE_LIMITED,
+        "scope" => scope.kind_str(),
+        "name" => scope.name.to_string(),
+        "limit" => limit,
+    )
+    .increment(1);
 }
 
 /// Count one move from provider `from` to `to`.

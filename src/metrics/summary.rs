@@ -24,6 +24,7 @@ pub(crate) struct Summary {
     by_model: BTreeMap<String, Money>,
     by_agent_type: BTreeMap<String, Money>,
     by_client: BTreeMap<String, Money>,
+    by_team: BTreeMap<String, Money>,
     /// Exact cost per (provider, model label), for `llm_gateway_cost_usd_total`.
     cost_by_series: BTreeMap<(String, String), Money>,
     recent: VecDeque<Value>,
@@ -84,8 +85,11 @@ impl Summary {
                     add_bounded(&mut self.by_model, &model_name, cost);
                     let agent = report.usage.agent_type.as_deref().unwrap_or("none");
                     add_bounded(&mut self.by_agent_type, agent, cost);
-                    if let Some(client) = &report.usage.client {
+                    if let Some(client) = &request.client {
                         add_bounded(&mut self.by_client, client, cost);
+                    }
+                    if let Some(team) = &request.team {
+                        add_bounded(&mut self.by_team, team, cost);
                     }
                     let label = report.priced_as.clone().unwrap_or_else(|| "other".into());
                     let total = self
@@ -148,6 +152,7 @@ impl Summary {
             "by_model": money_map(&self.by_model),
             "by_agent_type": money_map(&self.by_agent_type),
             "by_client": money_map(&self.by_client),
+            "by_team": money_map(&self.by_team),
             "recent": self.recent.iter().cloned().collect::<Vec<_>>(),
         })
     }
@@ -191,6 +196,8 @@ mod tests {
             timestamp: SystemTime::UNIX_EPOCH,
             status: 200,
             provider: None,
+            client: None,
+            team: None,
             costs: vec![report.clone(), report],
             latency: Duration::ZERO,
             overhead: None,
@@ -207,5 +214,39 @@ mod tests {
         assert_eq!(json["summary"]["total_input_tokens"], u64::MAX);
         assert_eq!(json["summary"]["total_output_tokens"], u64::MAX);
         assert_eq!(json["recent"][0]["input_tokens"], u64::MAX);
+    }
+
+    fn priced(client: Option<&str>, team: Option<&str>, picos: u128) -> FinishedRequest {
+        let mut request = huge_request();
+        request.costs.truncate(1);
+        request.costs[0].usage.usage = Usage::default();
+        request.costs[0].cost = Some(Money::from_picos(picos));
+        request.client = client.map(str::to_owned);
+        request.team = team.map(str::to_owned);
+        request
+    }
+
+    #[test]
+    fn by_client_and_by_team_are_exact_sums() {
+        let mut summary = Summary::default();
+        // 0.1 and 0.2 USD: as floats they would sum to 0.30000000000000004.
+        summary.record(priced(Some("ci"), Some("platform"), 100_000_000_000));
+        summary.record(priced(Some("ci"), Some("platform"), 200_000_000_000));
+        summary.record(priced(Some("dev"), Some("platform"), 1));
+        summary.record(priced(Some("solo"), None, 7));
+        summary.record(priced(None, None, 5));
+        let json = summary.to_json();
+        let usd_of = |picos: u128| usd(Money::from_picos(picos));
+        assert_eq!(json["by_client"]["ci"], usd_of(300_000_000_000));
+        assert_eq!(json["by_client"]["ci"], serde_json::json!(0.3));
+        assert_eq!(json["by_client"]["dev"], usd_of(1));
+        assert_eq!(json["by_client"]["solo"], usd_of(7));
+        assert_eq!(json["by_client"].as_object().unwrap().len(), 3);
+        assert_eq!(json["by_team"]["platform"], usd_of(300_000_000_001));
+        assert_eq!(json["by_team"].as_object().unwrap().len(), 1);
+        assert_eq!(
+            json["summary"]["total_cost_usd_exact"],
+            Money::from_picos(300_000_000_013).to_string()
+        );
     }
 }

@@ -114,6 +114,8 @@ fn audit_record(request: &ClosedRequest, options: &AuditOptions) -> AuditRecord 
         request_id: request.request_id.clone(),
         timestamp: AuditRecord::format_timestamp(request.timestamp),
         client: meta.and_then(|m| m.client.clone()),
+        team: meta.and_then(|m| m.team.clone()),
+        session: meta.and_then(|m| m.session.clone()),
         agent_type: meta.and_then(|m| m.agent_type.clone()),
         requested_model: meta.and_then(|m| m.model.clone()),
         served_model: served.and_then(|c| c.usage.model.clone()),

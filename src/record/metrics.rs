@@ -30,6 +30,7 @@ impl RecordSink for MetricsRecordSink {
             return;
         }
         let head = request.head.as_ref();
+        let meta = request.entries.meta.as_ref();
         let stream = head.is_some_and(|h| h.stream);
         if stream {
             self.metrics.stream_closed();
@@ -39,6 +40,8 @@ impl RecordSink for MetricsRecordSink {
             timestamp: request.timestamp,
             status: request.status(),
             provider: head.and_then(|h| h.provider.clone()),
+            client: meta.and_then(|m| m.client.clone()),
+            team: meta.and_then(|m| m.team.clone()),
             costs: request.entries.usage.clone(),
             latency: request.latency,
             overhead: request.overhead,
