@@ -16,15 +16,15 @@ pub(crate) fn refusal_error(refusal: &Refusal, now: SystemTime) -> Error {
     let (kind, message) = match &refusal.reason {
         RefusalReason::Rpm(rpm) => (
             ErrorKind::RateLimited,
-            format!("rate limited: {scope} allows {rpm} requests per minute"),
+            format!("rate limited: {scope} is at its rpm limit ({rpm} requests per minute)"),
         ),
         RefusalReason::Tpm(tpm) => (
             ErrorKind::RateLimited,
-            format!("rate limited: {scope} allows {tpm} tokens per minute"),
+            format!("rate limited: {scope} is at its tpm limit ({tpm} tokens per minute)"),
         ),
         RefusalReason::Concurrent(max) => (
             ErrorKind::RateLimited,
-            format!("rate limited: {scope} allows {max} requests at once"),
+            format!("rate limited: {scope} is at its max_concurrent limit ({max} open at once)"),
         ),
         RefusalReason::Budget {
             budget,
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(error.retry_after(), Some(13));
         assert_eq!(
             error.message(),
-            "rate limited: key \"ci\" allows 60 requests per minute; retry after 13 s"
+            "rate limited: key \"ci\" is at its rpm limit (60 requests per minute); retry after 13 s"
         );
     }
 
