@@ -30,10 +30,10 @@
 //! - **The file is checked.** Before each commit the writer compares the
 //!   device and inode at the path with its open file, and opens a deleted or
 //!   replaced one again. The files are owner-only (0600): they hold every
-//!   prompt. One schema; a file of the version before (without the client, team
-//!   and session columns) is brought up to date when the store opens it, and one of
-//!   any other version is refused ([`AuditError::WrongSchema`] names it) and left
-//!   as it is.
+//!   prompt. One schema, no migrations: a file of another version is refused
+//!   ([`AuditError::WrongSchema`] names it) and left as it is. (The client, team
+//!   and session filters read the record's JSON through indexes the writer adds
+//!   when a file lacks them.)
 //! - **Retention** (`retention_days`, `max_bytes`) runs at start-up, every
 //!   `prune_interval` and after a commit that leaves the file over its cap.
 //!

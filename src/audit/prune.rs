@@ -9,7 +9,7 @@
 use rusqlite::{params, Connection};
 
 use super::chunks;
-use super::schema::Pages;
+use super::schema;
 use super::time::MS_PER_DAY;
 
 /// Rows deleted per statement.
@@ -30,7 +30,7 @@ impl Retention {
     /// Whether the used pages exceed `max_bytes` (two cheap pragmas).
     pub(crate) fn over_size_cap(&self, conn: &Connection) -> bool {
         self.max_bytes
-            .is_some_and(|max| Pages::read(conn).is_ok_and(|p| p.used_bytes() > max))
+            .is_some_and(|max| schema::used_bytes(conn).is_ok_and(|used| used > max))
     }
 
     /// Prune now; returns the rows deleted. With nothing configured it only
@@ -57,7 +57,7 @@ impl Retention {
         }
         if let Some(max) = self.max_bytes {
             let target = max - max / 10;
-            while Pages::read(conn)?.used_bytes() > target {
+            while schema::used_bytes(conn)? > target {
                 let n = self.delete_oldest(conn, target)?;
                 if n == 0 {
                     break;
@@ -78,7 +78,7 @@ impl Retention {
     /// Delete about as many of the oldest rows as bring the used pages to
     /// `target` (estimated from the average row), at least one.
     fn delete_oldest(&self, conn: &Connection, target: u64) -> rusqlite::Result<u64> {
-        let used = Pages::read(conn)?.used_bytes();
+        let used = schema::used_bytes(conn)?;
         let count: i64 = conn.query_row("SELECT count(*) FROM audit_records", [], |r| r.get(0))?;
         if count == 0 {
             return Ok(0);

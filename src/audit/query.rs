@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::chunks;
 use super::error::AuditError;
 use super::record::AuditRecord;
-use super::schema::{self, Pages};
+use super::schema;
 
 /// `limit` used when a query gives none.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -26,42 +26,34 @@ pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 ///
 /// All filters are ANDed. An empty string counts as "no filter".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditQuery {
     /// Most records to return: default [`DEFAULT_LIMIT`], clamped to
     /// [`MAX_LIMIT`]; `0` returns nothing.
-    #[serde(default)]
     pub limit: Option<usize>,
     /// Only the record with this request id.
-    #[serde(default)]
     pub request_id: Option<String>,
     /// Records whose requested model *or* served model is exactly this.
-    #[serde(default)]
     pub model: Option<String>,
     /// Records served (or last tried) by this provider.
-    #[serde(default)]
     pub provider: Option<String>,
     /// Records of the client key with this name.
-    #[serde(default)]
     pub client: Option<String>,
     /// Records of keys of this team.
-    #[serde(default)]
     pub team: Option<String>,
     /// Records of this session (as the client named it).
-    #[serde(default)]
     pub session: Option<String>,
     /// Records whose `timestamp` is at or after this instant: unix
     /// milliseconds, RFC 3339 or a bare date (see [`parse_since`]).
-    #[serde(default)]
     pub since: Option<String>,
     /// Continue a listing after the `next_cursor` of the previous
     /// [`AuditPage`] (`"<unix ms>:<seq>"`; also accepted as `before`). Records
     /// inserted meanwhile never shift a page: none is listed twice or skipped.
-    #[serde(default, alias = "before")]
+    #[serde(alias = "before")]
     pub cursor: Option<String>,
     /// Include bodies in a [`AuditReader::page`] listing (default: only when
     /// `request_id` is given). Still bounded by [`MAX_PAGE_BYTES`].
     /// [`AuditReader::query`] always includes them.
-    #[serde(default)]
     pub bodies: Option<bool>,
 }
 
@@ -97,16 +89,13 @@ pub(crate) fn cursor_after(timestamp_ms: i64, seq: i64) -> String {
 }
 
 pub(crate) fn parse_cursor(cursor: &str) -> Result<(i64, i64), AuditError> {
-    let bad = || {
-        AuditError::InvalidQuery(format!(
-            "cursor: expected the next_cursor of an earlier page, got {cursor:?}"
-        ))
-    };
-    let (ts, seq) = cursor.split_once(':').ok_or_else(bad)?;
-    Ok((
-        ts.parse().map_err(|_| bad())?,
-        seq.parse().map_err(|_| bad())?,
-    ))
+    let parsed = cursor
+        .split_once(':')
+        .and_then(|(ts, seq)| Some((ts.parse().ok()?, seq.parse().ok()?)));
+    parsed.ok_or_else(|| {
+        let expected = "expected the next_cursor of an earlier page";
+        AuditError::InvalidQuery(format!("cursor: {expected}, got {cursor:?}"))
+    })
 }
 
 /// Size and content figures of a database file.
@@ -241,29 +230,16 @@ impl AuditReader {
             clauses.push("provider = ?");
             params.push(text(provider));
         }
-        let (conn, found) = schema::open_reader(&self.path)?;
-        // A file of the version before has no attribution columns (a reader does not
-        // add them): the filters look into the record's JSON there.
-        let previous = found == schema::Found::Previous;
-        for (column, in_json, value) in [
+        for (clause, value) in [
+            ("json_extract(record_json, '$.client') = ?", &filter.client),
+            ("json_extract(record_json, '$.team') = ?", &filter.team),
             (
-                "client = ?",
-                "json_extract(record_json, '$.client') = ?",
-                &filter.client,
-            ),
-            (
-                "team = ?",
-                "json_extract(record_json, '$.team') = ?",
-                &filter.team,
-            ),
-            (
-                "session = ?",
                 "json_extract(record_json, '$.session') = ?",
                 &filter.session,
             ),
         ] {
             if let Some(value) = non_empty(value) {
-                clauses.push(if previous { in_json } else { column });
+                clauses.push(clause);
                 params.push(text(value));
             }
         }
@@ -286,6 +262,7 @@ impl AuditReader {
         }
         sql.push_str(" ORDER BY timestamp_ms DESC, seq DESC LIMIT ?");
         params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let conn = schema::open_reader(&self.path)?;
         read_rows(&conn, &sql, params, keep)
     }
 
@@ -301,7 +278,7 @@ impl AuditReader {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let (conn, _) = schema::open_reader(&self.path)?;
+        let conn = schema::open_reader(&self.path)?;
         let sql = format!(
             "SELECT {} FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             schema::SELECT_COLUMNS
@@ -316,19 +293,19 @@ impl AuditReader {
 
     /// Record count, highest `seq`, and page figures of the file.
     pub fn stats(&self) -> Result<AuditDbStats, AuditError> {
-        let (conn, _) = schema::open_reader(&self.path)?;
+        let conn = schema::open_reader(&self.path)?;
         let (records, max_seq): (i64, i64) = conn.query_row(
             "SELECT count(*), coalesce(max(seq), 0) FROM audit_records",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let pages = Pages::read(&conn)?;
+        let [page_size, page_count, freelist_count] = schema::pages(&conn)?;
         Ok(AuditDbStats {
             records: u64::try_from(records).unwrap_or(0),
             max_seq,
-            page_size: pages.page_size,
-            page_count: pages.page_count,
-            freelist_count: pages.freelist_count,
+            page_size,
+            page_count,
+            freelist_count,
         })
     }
 }

@@ -101,24 +101,9 @@ pub struct AuditAttempt {
     pub latency_ms: u64,
 }
 
-/// Token usage of one request. Every field is `None` when the answer did not
-/// report it (which is different from a reported zero).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuditUsage {
-    /// Uncached input tokens.
-    pub input_tokens: Option<u64>,
-    /// Output tokens.
-    pub output_tokens: Option<u64>,
-    /// All cache-write tokens (5m + 1h).
-    pub cache_creation_input_tokens: Option<u64>,
-    /// Cache-write tokens with the 5 minute TTL.
-    pub cache_write_5m_tokens: Option<u64>,
-    /// Cache-write tokens with the 1 hour TTL.
-    pub cache_write_1h_tokens: Option<u64>,
-    /// Cache-read tokens.
-    pub cache_read_input_tokens: Option<u64>,
-}
+/// Token usage of one request, as the usage tap read it (`None` = not reported, which
+/// is different from a reported zero).
+pub type AuditUsage = crate::usage::Usage;
 
 impl Default for AuditRecord {
     /// An empty record: no id, the epoch, no endpoint, status 0, `complete`.

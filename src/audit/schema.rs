@@ -1,6 +1,6 @@
 //! The SQL: table layout, pragmas, and opening connections.
 //!
-//! One schema, `user_version` 4:
+//! One schema, `user_version` 3:
 //!
 //! ```sql
 //! audit_records(
@@ -12,10 +12,7 @@
 //!     served_model    TEXT,
 //!     record_json     TEXT NOT NULL,         -- the record, bodies set to null
 //!     request_body    BLOB,                  -- chunk ids in order, 8 bytes LE each
-//!     response_body   BLOB,
-//!     client          TEXT,                  -- attribution, for the filters; each has
-//!     team            TEXT,                  -- a partial index (non-null values only)
-//!     session         TEXT                   -- with timestamp_ms and seq
+//!     response_body   BLOB
 //! )
 //! audit_chunks(
 //!     id   INTEGER PRIMARY KEY,
@@ -27,27 +24,21 @@
 //! A chunk is kept while some row lists it (see `chunks.rs`). `AUTOINCREMENT`
 //! keeps `seq` from being reused, so a follower's cursor stays valid. The
 //! file is created with `auto_vacuum=INCREMENTAL`, so retention can give
-//! freed pages back.
+//! freed pages back. A file with another `user_version` is refused.
 //!
-//! A file of version 3 (the same, without the attribution columns) is brought to
-//! version 4 when the writer opens it: the columns and indexes are added and `client` is
-//! filled from each record's JSON, in one transaction. A reader, which never writes,
-//! reads a version 3 file as it is (the attribution filters then look into the JSON).
-//! A file with any other `user_version` is refused.
+//! The filters on client, team and session read the record's JSON; each has an
+//! expression index (partial: rows without the value cost nothing), created when the
+//! writer opens a file that lacks it, so no version step is needed.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use super::error::AuditError;
 
 /// The schema version this code reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
-
-/// The version before: what [`open_writer`] brings to [`SCHEMA_VERSION`], and what a
-/// reader still reads as it is.
-pub(crate) const PREVIOUS_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long the writer waits for a lock held by someone else before the
 /// commit fails (it is then retried with back-off).
@@ -68,10 +59,7 @@ CREATE TABLE audit_records (
     served_model TEXT,
     record_json TEXT NOT NULL,
     request_body BLOB,
-    response_body BLOB,
-    client TEXT,
-    team TEXT,
-    session TEXT
+    response_body BLOB
 );
 CREATE INDEX audit_records_time ON audit_records(timestamp_ms, seq);
 CREATE TABLE audit_chunks (
@@ -81,24 +69,17 @@ CREATE TABLE audit_chunks (
 );
 ";
 
-/// The attribution indexes, of version 4; partial, so rows without the value cost none.
+/// The attribution indexes: the query's filters use these very expressions.
 const ATTRIBUTION_INDEXES: &str = "
-CREATE INDEX audit_records_client ON audit_records(client, timestamp_ms, seq)
-    WHERE client IS NOT NULL;
-CREATE INDEX audit_records_team ON audit_records(team, timestamp_ms, seq)
-    WHERE team IS NOT NULL;
-CREATE INDEX audit_records_session ON audit_records(session, timestamp_ms, seq)
-    WHERE session IS NOT NULL;
-";
-
-/// Version 3 to 4: the attribution columns, `client` filled from the records (version 3
-/// records carry no team or session).
-const FROM_PREVIOUS: &str = "
-ALTER TABLE audit_records ADD COLUMN client TEXT;
-ALTER TABLE audit_records ADD COLUMN team TEXT;
-ALTER TABLE audit_records ADD COLUMN session TEXT;
-UPDATE audit_records SET client = json_extract(record_json, '$.client')
-    WHERE json_valid(record_json);
+CREATE INDEX IF NOT EXISTS audit_records_client ON audit_records
+    (json_extract(record_json, '$.client'), timestamp_ms, seq)
+    WHERE json_extract(record_json, '$.client') IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_team ON audit_records
+    (json_extract(record_json, '$.team'), timestamp_ms, seq)
+    WHERE json_extract(record_json, '$.team') IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records
+    (json_extract(record_json, '$.session'), timestamp_ms, seq)
+    WHERE json_extract(record_json, '$.session') IS NOT NULL;
 ";
 
 /// Insert one row; parameters in column order, `seq` assigned by SQLite. A
@@ -106,8 +87,8 @@ UPDATE audit_records SET client = json_extract(record_json, '$.client')
 /// batch retried after a commit whose outcome was unclear).
 pub(crate) const INSERT: &str = "INSERT INTO audit_records \
     (request_id, timestamp_ms, provider, requested_model, served_model, \
-     record_json, request_body, response_body, client, team, session) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (request_id) DO NOTHING";
+     record_json, request_body, response_body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (request_id) DO NOTHING";
 
 /// Columns every read selects, in this order: seq, timestamp_ms, json,
 /// request chunk list, response chunk list.
@@ -125,10 +106,9 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
         std::fs::create_dir_all(dir)?;
     }
     create_private(path)?;
-    let mut conn = Connection::open(path)?;
+    let conn = Connection::open(path)?;
     conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
-    let found = check_version(&conn, path)?;
-    let fresh = found == Found::Empty;
+    let fresh = check_version(&conn, path)?;
     if fresh {
         // Only takes effect before the first table is created.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
@@ -142,47 +122,26 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
     // only a killed process.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
-    let steps = match found {
-        Found::Empty => Some(format!("{CREATE}{ATTRIBUTION_INDEXES}")),
-        Found::Previous => Some(format!("{FROM_PREVIOUS}{ATTRIBUTION_INDEXES}")),
-        Found::Current => None,
-    };
-    if let Some(steps) = steps {
-        // IMMEDIATE: a second writer opening the same old file waits, then finds it done.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version != SCHEMA_VERSION {
-            tx.execute_batch(&steps)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
+    if fresh {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(CREATE)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
     }
+    conn.execute_batch(ATTRIBUTION_INDEXES)?;
     Ok(conn)
 }
 
-/// What [`check_version`] found in a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Found {
-    /// No tables yet: the schema is to be created.
-    Empty,
-    /// Version 3: readable as it is, brought to 4 by the writer.
-    Previous,
-    /// This schema.
-    Current,
-}
-
-/// Which schema the file holds; anything but an empty file, this schema or the one
-/// before is refused.
-fn check_version(conn: &Connection, path: &Path) -> Result<Found, AuditError> {
+/// Whether the file is empty (`Ok(true)`: the schema is to be created) or
+/// holds this schema (`Ok(false)`); anything else is refused.
+fn check_version(conn: &Connection, path: &Path) -> Result<bool, AuditError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    match version {
-        SCHEMA_VERSION => return Ok(Found::Current),
-        PREVIOUS_VERSION => return Ok(Found::Previous),
-        _ => {}
+    if version == SCHEMA_VERSION {
+        return Ok(false);
     }
     let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
     if version == 0 && tables == 0 {
-        return Ok(Found::Empty);
+        return Ok(true);
     }
     Err(AuditError::WrongSchema {
         path: path.to_path_buf(),
@@ -239,9 +198,8 @@ pub(crate) fn decode_chunk_list(bytes: &[u8]) -> impl Iterator<Item = i64> + '_ 
     })
 }
 
-/// Open a read-only connection for one query, and say which schema it holds. Never
-/// creates the file, and never changes its schema.
-pub(crate) fn open_reader(path: &Path) -> Result<(Connection, Found), AuditError> {
+/// Open a read-only connection for one query. Never creates the file.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, AuditError> {
     if !path.exists() {
         return Err(AuditError::Missing(path.to_path_buf()));
     }
@@ -250,8 +208,7 @@ pub(crate) fn open_reader(path: &Path) -> Result<(Connection, Found), AuditError
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(READER_BUSY_TIMEOUT)?;
-    let found = check_version(&conn, path)?;
-    if found == Found::Empty {
+    if check_version(&conn, path)? {
         // Created but not yet given its schema: nothing to read.
         return Err(AuditError::WrongSchema {
             path: path.to_path_buf(),
@@ -259,33 +216,24 @@ pub(crate) fn open_reader(path: &Path) -> Result<(Connection, Found), AuditError
             supported: SCHEMA_VERSION,
         });
     }
-    Ok((conn, found))
+    Ok(conn)
 }
 
-/// Page accounting of the main database file.
-pub(crate) struct Pages {
-    pub(crate) page_size: u64,
-    pub(crate) page_count: u64,
-    pub(crate) freelist_count: u64,
+/// `page_size`, `page_count` and `freelist_count` of the main database file.
+pub(crate) fn pages(conn: &Connection) -> rusqlite::Result<[u64; 3]> {
+    let get = |name: &str| -> rusqlite::Result<u64> {
+        let v: i64 = conn.pragma_query_value(None, name, |r| r.get(0))?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    };
+    Ok([
+        get("page_size")?,
+        get("page_count")?,
+        get("freelist_count")?,
+    ])
 }
 
-impl Pages {
-    pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Pages> {
-        let get = |name: &str| -> rusqlite::Result<u64> {
-            let v: i64 = conn.pragma_query_value(None, name, |r| r.get(0))?;
-            Ok(u64::try_from(v).unwrap_or(0))
-        };
-        Ok(Pages {
-            page_size: get("page_size")?,
-            page_count: get("page_count")?,
-            freelist_count: get("freelist_count")?,
-        })
-    }
-
-    /// Bytes in pages that hold data (the file size less free pages).
-    pub(crate) fn used_bytes(&self) -> u64 {
-        self.page_count
-            .saturating_sub(self.freelist_count)
-            .saturating_mul(self.page_size)
-    }
+/// Bytes in pages that hold data (the file size less free pages).
+pub(crate) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let [size, count, free] = pages(conn)?;
+    Ok(count.saturating_sub(free).saturating_mul(size))
 }

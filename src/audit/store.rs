@@ -110,9 +110,8 @@ pub struct AuditStore {
 
 impl AuditStore {
     /// Open (or create) the database at `config.path` and start the writer
-    /// thread. A file of the schema before is brought up to date (the client, team
-    /// and session columns added); one of another schema is refused
-    /// ([`AuditError::WrongSchema`]) and left as it is.
+    /// thread. A file of another schema is refused ([`AuditError::WrongSchema`])
+    /// and left as it is.
     pub fn open(config: AuditStoreConfig) -> Result<AuditStore, AuditError> {
         let conn = schema::open_writer(&config.path)?;
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));

@@ -967,7 +967,7 @@ fn scalar(path: &std::path::Path, sql: &str) -> i64 {
 
 fn used_bytes(path: &std::path::Path) -> u64 {
     let conn = Connection::open(path).unwrap();
-    super::schema::Pages::read(&conn).unwrap().used_bytes()
+    super::schema::used_bytes(&conn).unwrap()
 }
 
 #[test]

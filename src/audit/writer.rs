@@ -58,18 +58,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn set_error(&self, message: String) {
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(message);
-    }
-
-    pub(crate) fn last_error(&self) -> Option<String> {
+    fn error_slot(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    }
+
+    pub(crate) fn set_error(&self, message: String) {
+        *self.error_slot() = Some(message);
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.error_slot().clone()
     }
 
     /// `n` accepted records worth `bytes` left the queue (written or lost).
@@ -366,9 +366,6 @@ fn write_batch(
                 json,
                 request,
                 response,
-                record.client,
-                record.team,
-                record.session,
             ])?;
         }
     }

@@ -1,7 +1,7 @@
 //! The audit sink: one [`AuditRecord`] per request, built in [`audit_record`].
 
 use super::{ClosedRequest, KeepBodies, RecordSink};
-use crate::audit::{AuditAttempt, AuditRecord, AuditSink, AuditUsage};
+use crate::audit::{AuditAttempt, AuditRecord, AuditSink};
 use crate::ledger::AttemptsEnd;
 use crate::observe::BodyEnd;
 use crate::usage::Outcome;
@@ -128,14 +128,7 @@ fn audit_record(request: &ClosedRequest, options: &AuditOptions) -> AuditRecord 
             .and_then(|c| c.usage.ttft)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         latency_ms: u64::try_from(request.latency.as_millis()).unwrap_or(u64::MAX),
-        usage: AuditUsage {
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cache_creation_input_tokens: usage.cache_creation_input_tokens,
-            cache_write_5m_tokens: usage.cache_write_5m_tokens,
-            cache_write_1h_tokens: usage.cache_write_1h_tokens,
-            cache_read_input_tokens: usage.cache_read_input_tokens,
-        },
+        usage,
         cost_usd: served.and_then(|c| c.cost).map(|m| m.to_string()),
         price_table_version: served.map(|c| c.price_table_version.to_string()),
         outcome,
