@@ -6,11 +6,16 @@
 
 pub use crate::credentials::Secret;
 
+use crate::keys::{
+    check_globs, parse_period, parse_usd, FieldError, KeyInfo, LimitFields, TeamInfo,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 /// A configuration error, naming the key it is about.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,9 @@ pub struct Config {
     /// Client keys; when present, `/v1/*` requires one.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// Teams and their shared limits, by name.
+    #[serde(default)]
+    pub teams: BTreeMap<String, TeamConfig>,
     /// Which provider serves which request.
     #[serde(default)]
     pub routing: RoutingConfig,
@@ -64,15 +72,41 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8788))
 }
 
-/// `[auth]`.
+/// `[auth]`: when present, `/v1/*` needs a client key.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// The accepted keys, each with a name that audit and metrics show instead of the key.
+    /// The keys from the config file, each with a name that audit and metrics show
+    /// instead of the key; may be empty when keys come from the API.
+    #[serde(default)]
     pub client_keys: Vec<ClientKey>,
+    /// The SQLite file of keys created through the API (relative to the working
+    /// directory); created with the first such key.
+    #[serde(default = "default_store_path")]
+    pub store_path: PathBuf,
 }
 
-/// One named client key.
+fn default_store_path() -> PathBuf {
+    PathBuf::from("llm-gateway-keys.db")
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+impl AuthConfig {
+    /// `[auth]` with these keys and the default store path.
+    pub fn new(client_keys: Vec<ClientKey>) -> Self {
+        Self {
+            client_keys,
+            store_path: default_store_path(),
+        }
+    }
+}
+
+/// One named client key, with optional team, limits and model globs.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientKey {
@@ -80,6 +114,187 @@ pub struct ClientKey {
     pub name: String,
     /// The key itself.
     pub key: SecretRef,
+    /// The team it belongs to (a team not in `[teams]` is one without limits).
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The most this key may spend per `budget_period`, in USD (read exactly).
+    #[serde(default)]
+    pub budget_usd: Option<UsdAmount>,
+    /// `hour`, `day` (the default with a budget), `week`, `month` or `total`.
+    #[serde(default)]
+    pub budget_period: Option<String>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<i64>,
+    /// Tokens per minute (input, cache writes, cache reads and output).
+    #[serde(default)]
+    pub tpm: Option<i64>,
+    /// Requests open at once.
+    #[serde(default)]
+    pub max_concurrent: Option<i64>,
+    /// Globs on the requested model; others are refused. Absent: every model.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+impl ClientKey {
+    /// A key named `name` with no team, limits or model globs.
+    pub fn new(name: impl Into<String>, key: SecretRef) -> Self {
+        Self {
+            name: name.into(),
+            key,
+            team: None,
+            budget_usd: None,
+            budget_period: None,
+            rpm: None,
+            tpm: None,
+            max_concurrent: None,
+            models: None,
+        }
+    }
+
+    /// The key as the registry holds it (without its value), checked; errors name
+    /// `at` (the entry's path, such as `auth.client_keys[2]`) and the field.
+    pub fn key_info(&self, at: &str, now: SystemTime) -> Result<KeyInfo, ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::at(&format!("{at}.name"), "must not be empty"));
+        }
+        if self.team.as_deref() == Some("") {
+            return Err(ConfigError::at(&format!("{at}.team"), "must not be empty"));
+        }
+        let fields = LimitText {
+            budget_usd: self.budget_usd.as_ref(),
+            budget_period: self.budget_period.as_deref(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_concurrent: self.max_concurrent,
+            models: self.models.as_deref(),
+        };
+        Ok(KeyInfo {
+            team: self.team.as_deref().map(Arc::from),
+            limits: fields.limits(at)?,
+            models: self.models.clone(),
+            ..KeyInfo::config(&self.name, now)
+        })
+    }
+}
+
+/// `[teams.NAME]`: limits shared by every key with `team = NAME`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    /// The most the team may spend per `budget_period`, in USD (read exactly).
+    #[serde(default)]
+    pub budget_usd: Option<UsdAmount>,
+    /// `hour`, `day` (the default with a budget), `week`, `month` or `total`.
+    #[serde(default)]
+    pub budget_period: Option<String>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    #[serde(default)]
+    pub tpm: Option<i64>,
+    /// Requests open at once.
+    #[serde(default)]
+    pub max_concurrent: Option<i64>,
+    /// Globs on the requested model; others are refused. Absent: every model.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+impl TeamConfig {
+    /// The team as the registry holds it, checked; errors name `teams.NAME.FIELD`.
+    pub fn team_info(&self, name: &str) -> Result<TeamInfo, ConfigError> {
+        let fields = LimitText {
+            budget_usd: self.budget_usd.as_ref(),
+            budget_period: self.budget_period.as_deref(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_concurrent: self.max_concurrent,
+            models: self.models.as_deref(),
+        };
+        Ok(TeamInfo {
+            name: Arc::from(name),
+            limits: fields.limits(&format!("teams.{name}"))?,
+            models: self.models.clone(),
+        })
+    }
+}
+
+/// A USD amount as written in the config (a number or a decimal string), kept as its
+/// decimal text so it becomes exact [`Money`](crate::pricing::Money).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsdAmount(pub String);
+
+impl<'de> Deserialize<'de> for UsdAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = UsdAmount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an amount of USD")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<UsdAmount, E> {
+                Ok(UsdAmount(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<UsdAmount, E> {
+                Ok(UsdAmount(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<UsdAmount, E> {
+                // Display is the shortest round-trip decimal: the text the number was written with.
+                Ok(UsdAmount(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UsdAmount, E> {
+                Ok(UsdAmount(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The limit fields of a key or a team, as written.
+struct LimitText<'a> {
+    budget_usd: Option<&'a UsdAmount>,
+    budget_period: Option<&'a str>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    max_concurrent: Option<i64>,
+    models: Option<&'a [String]>,
+}
+
+impl LimitText<'_> {
+    fn limits(&self, at: &str) -> Result<crate::budget::Limits, ConfigError> {
+        let named =
+            |error: FieldError| ConfigError::at(&format!("{at}.{}", error.field), error.message);
+        let budget_usd = self
+            .budget_usd
+            .map(|amount| {
+                parse_usd(&amount.0)
+                    .map_err(|message| ConfigError::at(&format!("{at}.budget_usd"), message))
+            })
+            .transpose()?;
+        let budget_period = self
+            .budget_period
+            .map(parse_period)
+            .transpose()
+            .map_err(named)?;
+        // A negative count is as wrong as zero: both are "not a positive integer".
+        let count = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
+        let fields = LimitFields {
+            budget_usd,
+            budget_period,
+            rpm: count(self.rpm),
+            tpm: count(self.tpm),
+            max_concurrent: count(self.max_concurrent),
+        };
+        let limits = fields.limits().map_err(named)?;
+        if let Some(models) = self.models {
+            check_globs(&format!("{at}.models"), models)
+                .map_err(|(field, message)| ConfigError::at(&field, message))?;
+        }
+        Ok(limits)
+    }
 }
 
 /// `[routing]`.
@@ -375,6 +590,7 @@ impl Default for Config {
             listen: default_listen(),
             admin_token: None,
             auth: None,
+            teams: BTreeMap::new(),
             routing: RoutingConfig::default(),
             providers,
             timeouts: TimeoutsConfig::default(),
@@ -510,7 +726,39 @@ impl Config {
         if self.fallback.max_hold_ms == 0 {
             return Err(ConfigError::at("fallback.max_hold_ms", "must be positive"));
         }
+        self.key_infos()?;
+        self.team_infos()?;
         self.check_no_empty_secrets()
+    }
+
+    /// The config file's client keys as the registry holds them (values left out),
+    /// each checked; loaded at `SystemTime::now()`.
+    pub fn key_infos(&self) -> Result<Vec<KeyInfo>, ConfigError> {
+        let Some(auth) = &self.auth else {
+            return Ok(Vec::new());
+        };
+        let now = SystemTime::now();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut infos = Vec::new();
+        for (i, key) in auth.client_keys.iter().enumerate() {
+            let at = format!("auth.client_keys[{i}]");
+            if !seen.insert(key.name.as_str()) {
+                return Err(ConfigError::at(
+                    &format!("{at}.name"),
+                    format!("{:?} is the name of an earlier key", key.name),
+                ));
+            }
+            infos.push(key.key_info(&at, now)?);
+        }
+        Ok(infos)
+    }
+
+    /// The `[teams]` as the registry holds them, each checked.
+    pub fn team_infos(&self) -> Result<Vec<TeamInfo>, ConfigError> {
+        self.teams
+            .iter()
+            .map(|(name, team)| team.team_info(name))
+            .collect()
     }
 
     /// An empty key would let an empty `x-api-key:` header in; an empty admin token

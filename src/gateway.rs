@@ -12,11 +12,13 @@ pub use running::Gateway;
 use crate::admin::{self, AdminState, KeySources};
 use crate::audit::{AuditSink, AuditStore, AuditStoreConfig};
 use crate::auth::AuthLayer;
+use crate::budget::{Ledger, MemoryLedger};
 use crate::config::{Config, ConfigError, ProviderKind, SecretRef};
 use crate::edge;
 use crate::error_response::ErrorResponseLayer;
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::ingress::IngressLayer;
+use crate::keys::KeyRegistry;
 use crate::limit::ConcurrencyShedLayer;
 use crate::metrics::{Exposition, GatewayMetrics, Render};
 use crate::pricing::PriceTable;
@@ -41,6 +43,7 @@ pub struct GatewayBuilder {
     http_client: Option<reqwest::Client>,
     metrics: GatewayMetrics,
     metrics_render: Option<Render>,
+    ledger: Option<Arc<dyn Ledger>>,
 }
 
 impl GatewayBuilder {
@@ -54,6 +57,7 @@ impl GatewayBuilder {
             http_client: None,
             metrics: GatewayMetrics::new(),
             metrics_render: None,
+            ledger: None,
         }
     }
 
@@ -118,6 +122,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Count budgets, reservations and rate limits in `ledger` (the default is a
+    /// [`MemoryLedger`] of this process); `/gateway/keys`, `/gateway/teams` and
+    /// `/gateway/me` read spend from it.
+    pub fn ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// Check the configuration, resolve its secrets and build the stack.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let config = self.config;
@@ -129,19 +141,8 @@ impl GatewayBuilder {
             })?,
         };
         let (providers, key_sources) = build_providers(&config, &client)?;
-        let auth = match &config.auth {
-            Some(auth) => AuthLayer::new(
-                auth.client_keys
-                    .iter()
-                    .enumerate()
-                    .map(|(i, key)| {
-                        let secret = key.key.resolve(&format!("auth.client_keys[{i}].key"))?;
-                        Ok((key.name.clone(), secret))
-                    })
-                    .collect::<Result<_, ConfigError>>()?,
-            ),
-            None => AuthLayer::open(),
-        };
+        let keys = Arc::new(build_keys(&config)?);
+        let auth = AuthLayer::with_registry(keys.clone());
         let admin_token = config
             .admin_token
             .as_ref()
@@ -210,6 +211,8 @@ impl GatewayBuilder {
             audit: audit_store,
             admin_token,
             key_sources,
+            keys,
+            ledger: self.ledger.unwrap_or_else(|| Arc::new(MemoryLedger::new())),
         });
         let exposition = self
             .metrics_render
@@ -225,6 +228,32 @@ impl GatewayBuilder {
             state,
         })
     }
+}
+
+/// The registry of the config's keys and teams, with the API keys in `[auth]
+/// store_path`; a disabled one without `[auth]`.
+fn build_keys(config: &Config) -> Result<KeyRegistry, ConfigError> {
+    let Some(auth) = &config.auth else {
+        return Ok(KeyRegistry::disabled());
+    };
+    let config_keys = auth
+        .client_keys
+        .iter()
+        .zip(config.key_infos()?)
+        .enumerate()
+        .map(|(i, (key, info))| {
+            let secret = key.key.resolve(&format!("auth.client_keys[{i}].key"))?;
+            Ok((info, secret))
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    KeyRegistry::new(config_keys, config.team_infos()?)
+        .with_store(&auth.store_path)
+        .map_err(|e| {
+            ConfigError::at(
+                "auth.store_path",
+                format!("cannot open {}: {e}", auth.store_path.display()),
+            )
+        })
 }
 
 /// One provider service per configured provider, keys resolved now; and where each

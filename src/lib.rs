@@ -74,6 +74,8 @@
 //! | [`RequestLedger`] (request) | `Record` | the layers that write it (above) |
 //! | tower-http's `RequestId` (request), read as a [`RequestId`](request_id::RequestId) | the [`edge`], else `Record` (or ingress, used alone) | `Record`, error answers, ingress |
 //! | [`ClientName`] (request) | auth | ingress (into `RequestMeta::client`) |
+//! | [`ClientTeam`] (request) | auth | ingress (into `RequestMeta::team`) |
+//! | [`Authenticated`](keys::Authenticated) (request): the key and its team, with limits | auth | admission (limits, `models`) |
 //! | [`RequestMeta`] (request) | ingress | route, usage, providers |
 //! | [`RouteDecision`](route::RouteDecision) (request) | route | fallback |
 //! | [`AttemptTarget`], [`TargetModel`], [`CrossProvider`] (request) | fallback, per attempt | [`ProviderSet`](provider::ProviderSet), the providers |
@@ -121,6 +123,7 @@ pub mod fallback;
 mod gateway;
 pub mod govern;
 pub mod ingress;
+pub mod keys;
 pub mod ledger;
 pub mod limit;
 pub mod meta;
@@ -142,6 +145,6 @@ pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use ledger::{AttemptRecord, AttemptsEnd, RequestLedger};
 pub use meta::{
-    AnswerHead, AttemptTarget, ClientName, CrossProvider, Endpoint, RequestMeta, ServedBy,
-    TargetModel,
+    AnswerHead, AttemptTarget, ClientName, ClientTeam, CrossProvider, Endpoint, RequestMeta,
+    ServedBy, TargetModel,
 };

@@ -384,12 +384,10 @@ async fn upload_slowly(gateway: &TestGateway, head: String, length: usize) -> Ra
 async fn a_client_still_uploading_reads_the_404_or_401_instead_of_a_reset() {
     let upstream = MockUpstream::start().await;
     let mut config = config_for(&upstream);
-    config.auth = Some(AuthConfig {
-        client_keys: vec![ClientKey {
-            name: "ci".into(),
-            key: SecretRef::Literal(Secret::new("gk-ci-edge")),
-        }],
-    });
+    config.auth = Some(AuthConfig::new(vec![ClientKey::new(
+        "ci",
+        SecretRef::Literal(Secret::new("gk-ci-edge")),
+    )]));
     let gateway = start_gateway(config).await;
     let length = 512 * 1024;
 
@@ -441,12 +439,10 @@ async fn invalid_utf8_and_raw_control_characters_in_strings_are_400_and_never_se
 
 fn with_client_key(key: &str) -> Config {
     Config {
-        auth: Some(AuthConfig {
-            client_keys: vec![ClientKey {
-                name: "blank".into(),
-                key: SecretRef::Literal(Secret::new(key)),
-            }],
-        }),
+        auth: Some(AuthConfig::new(vec![ClientKey::new(
+            "blank",
+            SecretRef::Literal(Secret::new(key)),
+        )])),
         ..Config::default()
     }
 }

@@ -18,18 +18,10 @@ fn secured(upstream: &MockUpstream) -> Config {
     let mut config = config_for(upstream);
     config.providers.get_mut("anthropic").unwrap().api_key =
         Some(SecretRef::Literal(Secret::new(PROVIDER_KEY)));
-    config.auth = Some(AuthConfig {
-        client_keys: vec![
-            ClientKey {
-                name: "ci".into(),
-                key: SecretRef::Literal(Secret::new(CLIENT_KEY_CI)),
-            },
-            ClientKey {
-                name: "dev".into(),
-                key: SecretRef::Literal(Secret::new(CLIENT_KEY_DEV)),
-            },
-        ],
-    });
+    config.auth = Some(AuthConfig::new(vec![
+        ClientKey::new("ci", SecretRef::Literal(Secret::new(CLIENT_KEY_CI))),
+        ClientKey::new("dev", SecretRef::Literal(Secret::new(CLIENT_KEY_DEV))),
+    ]));
     config.admin_token = Some(SecretRef::Literal(Secret::new(ADMIN_TOKEN)));
     config
 }

@@ -7,9 +7,11 @@ mod metrics;
 
 use crate::audit::AuditStore;
 use crate::auth::bearer_matches;
+use crate::budget::Ledger;
 use crate::config::{Config, Secret};
 use crate::error_response::{error_body, SDK_REQUEST_ID_HEADER};
 use crate::fallback::ProviderHealth;
+use crate::keys::KeyRegistry;
 use crate::metrics::{Exposition, GatewayMetrics};
 use crate::request_id::RequestId;
 use axum::extract::State;
@@ -31,6 +33,10 @@ pub(crate) struct AdminState {
     pub(crate) admin_token: Option<Secret>,
     /// Where each provider's key comes from, for `/gateway/health` (never the key).
     pub(crate) key_sources: KeySources,
+    /// Every client key and team.
+    pub(crate) keys: Arc<KeyRegistry>,
+    /// Budgets and rate limits: spend for the key and team endpoints.
+    pub(crate) ledger: Arc<dyn Ledger>,
 }
 
 /// The router of the gateway's own endpoints.

@@ -1,10 +1,13 @@
-//! Client keys: `/v1/*` answers only requests that present one of the configured keys.
+//! Client keys: `/v1/*` answers only requests that present a key the
+//! [`KeyRegistry`] accepts.
 //!
-//! A key comes in `x-api-key` or `Authorization: Bearer`. Keys are compared by their
-//! SHA-256 digests in constant time, against every configured key (no early exit), so
-//! neither a key's bytes nor its length leak through timing. The key's *name* goes into
-//! the request ([`ClientName`]) for audit and metrics; the client's credential headers
-//! are then removed, so they can never be forwarded upstream.
+//! A key comes in `x-api-key` or `Authorization: Bearer`. The registry looks it up by
+//! its SHA-256 digest and refuses unknown, revoked and expired keys with a 401
+//! `authentication_error` that says which (never echoing the key). The key's *name*
+//! goes into the request ([`ClientName`]) for audit and metrics, its team into
+//! [`ClientTeam`], and the key with its team and limits into
+//! [`Authenticated`](crate::keys::Authenticated) for admission; the client's credential
+//! headers are then removed, so they can never be forwarded upstream.
 //!
 //! ```
 //! use llm_gateway::auth::AuthLayer;
@@ -15,6 +18,7 @@
 
 use crate::config::Secret;
 use crate::error::{Error, ErrorKind};
+use crate::keys::KeyRegistry;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, Either};
 use http::{header, HeaderMap, Request};
@@ -25,36 +29,39 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
-pub use crate::meta::ClientName;
+pub use crate::meta::{ClientName, ClientTeam};
 
 /// Requires a client key on `/v1/*`; see the [module docs](self).
 #[derive(Clone)]
 pub struct AuthLayer {
-    keys: Arc<Vec<(Arc<str>, [u8; 32])>>,
-    enabled: bool,
+    registry: Arc<KeyRegistry>,
     /// How long a refused request's body is drained before the 401 goes out.
     drain_within: Duration,
 }
 
 impl std::fmt::Debug for AuthLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.keys.iter().map(|(n, _)| &**n).collect();
+        let names: Vec<Arc<str>> = self
+            .registry
+            .list()
+            .iter()
+            .map(|k| k.name.clone())
+            .collect();
         f.debug_struct("AuthLayer").field("keys", &names).finish()
     }
 }
 
 impl AuthLayer {
-    /// A layer accepting `keys`, each with the name audit and metrics show. An empty
-    /// key is never accepted, so it is left out.
+    /// A layer accepting `keys`, each with the name audit and metrics show, and no
+    /// limits. An empty key is never accepted, so it is left out.
     pub fn new(keys: Vec<(String, Secret)>) -> Self {
-        let keys = keys
-            .into_iter()
-            .filter(|(_, key)| !key.expose().is_empty())
-            .map(|(name, key)| (Arc::from(name), digest(key.expose().as_bytes())))
-            .collect();
+        Self::with_registry(Arc::new(KeyRegistry::from_named_keys(keys)))
+    }
+
+    /// A layer accepting the keys of `registry`, as they are at each request.
+    pub fn with_registry(registry: Arc<KeyRegistry>) -> Self {
         Self {
-            keys: Arc::new(keys),
-            enabled: true,
+            registry,
             drain_within: crate::ingress::DEFAULT_BODY_TIMEOUT,
         }
     }
@@ -68,42 +75,21 @@ impl AuthLayer {
 
     /// A layer that lets every request through (no `[auth]` configured).
     pub fn open() -> Self {
-        Self {
-            keys: Arc::new(Vec::new()),
-            enabled: false,
-            drain_within: crate::ingress::DEFAULT_BODY_TIMEOUT,
-        }
+        Self::with_registry(Arc::new(KeyRegistry::disabled()))
     }
 
-    /// The name of the key in `headers`, if it is one of ours (an empty key never is).
+    /// The name of the key in `headers`, if it is one of ours and usable now (an empty
+    /// key never is).
     pub fn authenticate(&self, headers: &HeaderMap) -> Option<Arc<str>> {
-        let presented = presented_key(headers).filter(|key| !key.is_empty())?;
-        let presented = digest(presented);
-        let mut found = None;
-        for (name, key) in self.keys.iter() {
-            // Check every key: the time taken does not say which one matched.
-            if bool::from(key.ct_eq(&presented)) {
-                found = Some(name.clone());
-            }
-        }
-        found
+        self.registry
+            .authenticate(headers)
+            .ok()
+            .map(|auth| auth.key.name.clone())
     }
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-/// The key in `x-api-key`, else in `Authorization: Bearer`.
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
-    if let Some(key) = headers.get("x-api-key") {
-        return Some(key.as_bytes());
-    }
-    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let (scheme, token) = value.split_at(value.iter().position(|b| *b == b' ')?);
-    scheme
-        .eq_ignore_ascii_case(b"bearer")
-        .then(|| token.trim_ascii())
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -139,24 +125,25 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if !self.layer.enabled || !request.uri().path().starts_with("/v1/") {
+        if !self.layer.registry.is_enabled() || !request.uri().path().starts_with("/v1/") {
             return Either::Left(self.inner.call(request));
         }
-        match self.layer.authenticate(request.headers()) {
-            Some(name) => {
+        match self.layer.registry.authenticate(request.headers()) {
+            Ok(auth) => {
                 let headers = request.headers_mut();
                 headers.remove("x-api-key");
                 headers.remove(header::AUTHORIZATION);
                 headers.remove("api-key");
-                request.extensions_mut().insert(ClientName(name));
+                let extensions = request.extensions_mut();
+                extensions.insert(ClientName(auth.key.name.clone()));
+                if let Some(team) = &auth.key.team {
+                    extensions.insert(ClientTeam(team.clone()));
+                }
+                extensions.insert(auth);
                 Either::Left(self.inner.call(request))
             }
-            None => {
-                let message = if presented_key(request.headers()).is_some() {
-                    "invalid client key"
-                } else {
-                    "a client key is required (x-api-key or Authorization: Bearer)"
-                };
+            Err(failure) => {
+                let message = failure.to_string();
                 let within = self.layer.drain_within;
                 Either::Right(Box::pin(async move {
                     crate::ingress::drain(request.into_body(), within).await;
