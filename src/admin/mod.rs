@@ -1,8 +1,10 @@
-//! The gateway's own endpoints: `/gateway/health` (open), and behind the admin token
-//! `/gateway/metrics`, `/metrics` and `/gateway/audit`.
+//! The gateway's own endpoints: `/gateway/health` and `/gateway/me` (open; `me` needs a
+//! client key), and behind the admin token `/gateway/metrics`, `/metrics`,
+//! `/gateway/audit`, `/gateway/keys` and `/gateway/teams`.
 
 mod audit;
 mod health;
+mod keys;
 mod metrics;
 
 use crate::audit::AuditStore;
@@ -46,7 +48,13 @@ pub(crate) struct AdminState {
 pub(crate) fn router(state: Arc<AdminState>, exposition: Option<Exposition>) -> Router {
     let mut guarded = Router::new()
         .route("/gateway/metrics", get(metrics::summary))
-        .route("/gateway/audit", get(audit::records));
+        .route("/gateway/audit", get(audit::records))
+        .route("/gateway/keys", get(keys::list).post(keys::create))
+        .route(
+            "/gateway/keys/{name}",
+            get(keys::get_one).patch(keys::patch).delete(keys::revoke),
+        )
+        .route("/gateway/teams", get(keys::teams));
     if let Some(exposition) = exposition {
         guarded = guarded.route("/metrics", get(move || async move { exposition.respond() }));
     }
@@ -56,6 +64,7 @@ pub(crate) fn router(state: Arc<AdminState>, exposition: Option<Exposition>) -> 
     ));
     Router::new()
         .route("/gateway/health", get(health::status))
+        .route("/gateway/me", get(keys::me))
         .merge(guarded)
         .with_state(state)
 }
