@@ -852,6 +852,192 @@ cache_write_1h = 6.0
 cache_read = 0.30
 "#;
 
+    const KEYS_EXAMPLE: &str = r#"
+[auth]
+store_path = "/var/lib/gw/keys.db"
+[[auth.client_keys]]
+name = "ci"
+key = "env:GW_KEY_CI"
+team = "platform"
+budget_usd = 50.0
+budget_period = "day"
+rpm = 60
+tpm = 1000000
+max_concurrent = 8
+models = ["claude-*"]
+
+[[auth.client_keys]]
+name = "dev"
+key = "gk-dev"
+budget_usd = 0.1
+
+[teams.platform]
+budget_usd = 500
+budget_period = "month"
+rpm = 600
+tpm = 5000000
+max_concurrent = 64
+models = ["claude-*", "deepseek-*"]
+"#;
+
+    #[test]
+    fn keys_with_limits_and_teams_parse_exactly() {
+        use crate::budget::Period;
+        let config = Config::from_toml_str(KEYS_EXAMPLE).unwrap();
+        let auth = config.auth.as_ref().unwrap();
+        assert_eq!(auth.store_path, PathBuf::from("/var/lib/gw/keys.db"));
+        let keys = config.key_infos().unwrap();
+        assert_eq!(keys.len(), 2);
+        let ci = &keys[0];
+        assert_eq!(ci.team.as_deref(), Some("platform"));
+        let budget = ci.limits.budget.unwrap();
+        assert_eq!(budget.limit.to_string(), "50");
+        assert_eq!(budget.period, Period::Day);
+        assert_eq!(
+            (ci.limits.rpm, ci.limits.tpm, ci.limits.max_concurrent),
+            (Some(60), Some(1_000_000), Some(8))
+        );
+        assert_eq!(ci.models.as_deref(), Some(&["claude-*".to_owned()][..]));
+        // 0.1 is read from its decimal text, not through float arithmetic.
+        let dev = keys[1].limits.budget.unwrap();
+        assert_eq!(dev.limit.picos(), 100_000_000_000);
+        assert_eq!(dev.period, Period::Day, "day is the default period");
+        let teams = config.team_infos().unwrap();
+        assert_eq!(&*teams[0].name, "platform");
+        assert_eq!(teams[0].limits.budget.unwrap().period, Period::Month);
+        assert_eq!(teams[0].limits.budget.unwrap().limit.to_string(), "500");
+    }
+
+    #[test]
+    fn both_key_forms_parse_and_keys_may_be_absent() {
+        let inline = Config::from_toml_str(
+            "[auth]\nclient_keys = [{ name = \"a\", key = \"k1\", rpm = 5 }, { name = \"b\", key = \"k2\" }]\n",
+        )
+        .unwrap();
+        let tables = Config::from_toml_str(
+            "[[auth.client_keys]]\nname = \"a\"\nkey = \"k1\"\nrpm = 5\n[[auth.client_keys]]\nname = \"b\"\nkey = \"k2\"\n",
+        )
+        .unwrap();
+        assert_eq!(inline.key_infos().unwrap().len(), 2);
+        let (a, b) = (
+            &inline.key_infos().unwrap()[0],
+            &tables.key_infos().unwrap()[0],
+        );
+        assert_eq!((a.limits, &a.name), (b.limits, &b.name));
+        let empty = Config::from_toml_str("[auth]\n").unwrap();
+        let auth = empty.auth.unwrap();
+        assert!(auth.client_keys.is_empty());
+        assert_eq!(auth.store_path, PathBuf::from("llm-gateway-keys.db"));
+        let listed_empty = Config::from_toml_str("[auth]\nclient_keys = []\n").unwrap();
+        assert!(listed_empty.auth.unwrap().client_keys.is_empty());
+        // A team the keys name but [teams] does not define is fine.
+        let config = Config::from_toml_str(
+            "[[auth.client_keys]]\nname = \"a\"\nkey = \"k\"\nteam = \"nowhere\"\n",
+        )
+        .unwrap();
+        assert!(config.teams.is_empty());
+    }
+
+    #[test]
+    fn every_bad_limit_is_named() {
+        let key = |extra: &str| {
+            format!(
+                "[[auth.client_keys]]\nname = \"a\"\nkey = \"k1\"\n[[auth.client_keys]]\nname = \"b\"\nkey = \"k2\"\n[[auth.client_keys]]\nname = \"c\"\nkey = \"k3\"\n{extra}\n"
+            )
+        };
+        let team = |extra: &str| format!("[teams.platform]\n{extra}\n");
+        let cases = [
+            (key("rpm = 0"), "auth.client_keys[2].rpm", "positive"),
+            (key("rpm = -4"), "auth.client_keys[2].rpm", "positive"),
+            (
+                key("rpm = 5000000000"),
+                "auth.client_keys[2].rpm",
+                "at most",
+            ),
+            (key("tpm = 0"), "auth.client_keys[2].tpm", "positive"),
+            (
+                key("max_concurrent = -1"),
+                "auth.client_keys[2].max_concurrent",
+                "positive",
+            ),
+            (
+                key("budget_usd = -5.0"),
+                "auth.client_keys[2].budget_usd",
+                "negative",
+            ),
+            (
+                key("budget_usd = nan"),
+                "auth.client_keys[2].budget_usd",
+                "finite",
+            ),
+            (
+                key("budget_usd = inf"),
+                "auth.client_keys[2].budget_usd",
+                "finite",
+            ),
+            (
+                key("budget_usd = \"ten\""),
+                "auth.client_keys[2].budget_usd",
+                "decimal",
+            ),
+            (
+                key("budget_usd = 1\nbudget_period = \"fortnight\""),
+                "auth.client_keys[2].budget_period",
+                "fortnight",
+            ),
+            (
+                key("budget_period = \"day\""),
+                "auth.client_keys[2].budget_period",
+                "budget_usd",
+            ),
+            (
+                key("models = [\"claude-*\", \"[\"]"),
+                "auth.client_keys[2].models[1]",
+                "glob",
+            ),
+            (key("team = \"\""), "auth.client_keys[2].team", "empty"),
+            (
+                key("").replace("name = \"c\"", "name = \"a\""),
+                "auth.client_keys[2].name",
+                "earlier",
+            ),
+            (
+                key("").replace("name = \"c\"", "name = \"\""),
+                "auth.client_keys[2].name",
+                "empty",
+            ),
+            (
+                team("budget_usd = 1\nbudget_period = \"fortnight\""),
+                "teams.platform.budget_period",
+                "fortnight",
+            ),
+            (
+                team("budget_usd = -1"),
+                "teams.platform.budget_usd",
+                "negative",
+            ),
+            (team("rpm = 0"), "teams.platform.rpm", "positive"),
+            (team("tpm = -3"), "teams.platform.tpm", "positive"),
+            (
+                team("max_concurrent = 0"),
+                "teams.platform.max_concurrent",
+                "positive",
+            ),
+            (team("models = [\"[\"]"), "teams.platform.models[0]", "glob"),
+            (
+                team("budget_period = \"week\""),
+                "teams.platform.budget_period",
+                "budget_usd",
+            ),
+            (team("colour = \"red\""), "colour", "unknown"),
+            (key("budget = 5"), "budget", "unknown"),
+        ];
+        for (text, field, why) in cases {
+            let err = Config::from_toml_str(&text).expect_err(&text).to_string();
+            assert!(err.contains(field) && err.contains(why), "{text}\n=> {err}");
+        }
+    }
+
     #[test]
     fn the_spec_example_parses() {
         let config = Config::from_toml_str(FULL_EXAMPLE).unwrap();
