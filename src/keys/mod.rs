@@ -29,6 +29,6 @@ mod usd;
 
 pub use info::{check_globs, Authenticated, KeyInfo, KeySource, TeamInfo};
 pub use limits::{check_name, parse_period, FieldError, LimitFields};
-pub use registry::{presented_key, AuthFailure, KeyError, KeyPatch, KeyRegistry, NewKey};
+pub use registry::{presented_key, AuthFailure, KeyError, KeyPatch, KeyRegistry, NewKey, TeamKeys};
 pub use store::{KeyStore, StoreError};
 pub use usd::{parse_usd, usd_from_f64};

@@ -97,6 +97,9 @@ pub struct KeyPatch {
     pub expires_at: Option<Option<SystemTime>>,
 }
 
+/// A team and the names of the keys that belong to it.
+pub type TeamKeys = (Arc<TeamInfo>, Vec<Arc<str>>);
+
 #[derive(Default)]
 struct State {
     keys: BTreeMap<Arc<str>, Arc<KeyInfo>>,
@@ -264,8 +267,8 @@ impl KeyRegistry {
 
     /// Every team (configured ones and ones only named by keys), by name, with the
     /// names of its keys.
-    pub fn teams(&self) -> Vec<(Arc<TeamInfo>, Vec<Arc<str>>)> {
-        let mut teams: BTreeMap<Arc<str>, (Arc<TeamInfo>, Vec<Arc<str>>)> = self
+    pub fn teams(&self) -> Vec<TeamKeys> {
+        let mut teams: BTreeMap<Arc<str>, TeamKeys> = self
             .teams
             .iter()
             .map(|(name, team)| (name.clone(), (team.clone(), Vec::new())))
