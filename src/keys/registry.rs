@@ -117,6 +117,8 @@ pub struct KeyRegistry {
     state: RwLock<State>,
     store_path: Option<PathBuf>,
     store: Mutex<Option<KeyStore>>,
+    /// Held by each create, update and revoke from its check to its write.
+    changes: Mutex<()>,
 }
 
 impl std::fmt::Debug for KeyRegistry {
@@ -141,6 +143,7 @@ impl KeyRegistry {
             state: RwLock::new(State::default()),
             store_path: None,
             store: Mutex::new(None),
+            changes: Mutex::new(()),
         }
     }
 
@@ -170,6 +173,7 @@ impl KeyRegistry {
             state: RwLock::new(state),
             store_path: None,
             store: Mutex::new(None),
+            changes: Mutex::new(()),
         }
     }
 
@@ -321,13 +325,15 @@ impl KeyRegistry {
             source: KeySource::Api,
             created_at: SystemTime::now(),
         };
-        // Hold the lock across the write so two creates of one name cannot both pass.
-        let mut state = self.write();
-        if state.keys.contains_key(&info.name) {
+        // One change at a time, so two creates of one name cannot both pass; requests
+        // keep authenticating while the store writes.
+        let _changing = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.read().keys.contains_key(&info.name) {
             return Err(KeyError::NameTaken(new.name));
         }
         self.with_store_file(|store| store.insert(&info, &digest))?;
         let info = Arc::new(info);
+        let mut state = self.write();
         state.by_digest.insert(digest, info.name.clone());
         state.keys.insert(info.name.clone(), info.clone());
         Ok((info, secret))
@@ -391,22 +397,21 @@ impl KeyRegistry {
         name: &str,
         edit: impl FnOnce(&mut KeyInfo) -> Result<(), FieldError>,
     ) -> Result<Arc<KeyInfo>, KeyError> {
-        let mut state = self.write();
-        let current = state
-            .keys
+        let _changing = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self
             .get(name)
             .ok_or_else(|| KeyError::NotFound(name.to_owned()))?;
         if current.source == KeySource::Config {
             return Err(KeyError::ReadOnly(name.to_owned()));
         }
-        let mut key = KeyInfo::clone(current);
+        let mut key = KeyInfo::clone(&current);
         edit(&mut key)?;
-        if key == **current {
-            return Ok(current.clone());
+        if key == *current {
+            return Ok(current);
         }
         self.with_store_file(|store| store.update(&key))?;
         let key = Arc::new(key);
-        state.keys.insert(key.name.clone(), key.clone());
+        self.write().keys.insert(key.name.clone(), key.clone());
         Ok(key)
     }
 
@@ -534,6 +539,34 @@ mod tests {
         );
         let debug = format!("{registry:?}");
         assert!(!debug.contains(key) && !debug.contains("gk-ci") && debug.contains("bot"));
+    }
+
+    #[test]
+    fn concurrent_creates_of_one_name_give_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(
+            KeyRegistry::from_named_keys(Vec::new())
+                .with_store(&dir.path().join("keys.db"))
+                .unwrap(),
+        );
+        let made: Vec<bool> = (0..8)
+            .map(|_| {
+                let registry = registry.clone();
+                std::thread::spawn(move || {
+                    registry
+                        .create(NewKey {
+                            name: "same".into(),
+                            ..NewKey::default()
+                        })
+                        .is_ok()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(made.iter().filter(|ok| **ok).count(), 1, "{made:?}");
+        assert_eq!(registry.list().len(), 1);
     }
 
     #[test]
