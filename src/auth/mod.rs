@@ -6,7 +6,7 @@
 //! `authentication_error` that says which (never echoing the key). The key's *name*
 //! goes into the request ([`ClientName`]) for audit and metrics, its team into
 //! [`ClientTeam`], and the key with its team and limits into
-//! [`Authenticated`](crate::keys::Authenticated) for admission; the client's credential
+//! [`Authenticated`] and, for Govern, a [`ChargeTo`] ([`charge_to`]); the client's credential
 //! headers are then removed, so they can never be forwarded upstream.
 //!
 //! ```
@@ -18,7 +18,8 @@
 
 use crate::config::Secret;
 use crate::error::{Error, ErrorKind};
-use crate::keys::KeyRegistry;
+use crate::govern::ChargeTo;
+use crate::keys::{Authenticated, KeyRegistry};
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, Either};
 use http::{header, HeaderMap, Request};
@@ -88,6 +89,24 @@ impl AuthLayer {
     }
 }
 
+/// What Govern charges a request of `auth` to: the key's scope and its team's, with
+/// their limits, and the `models` globs of those that restrict models.
+pub fn charge_to(auth: &Authenticated) -> ChargeTo {
+    let mut models = Vec::new();
+    if let Some(globs) = &auth.key.models {
+        models.push((auth.key.scope(), globs.clone()));
+    }
+    if let Some(team) = &auth.team {
+        if let Some(globs) = &team.models {
+            models.push((team.scope(), globs.clone()));
+        }
+    }
+    ChargeTo {
+        scopes: auth.scopes(),
+        models,
+    }
+}
+
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -139,6 +158,7 @@ where
                 if let Some(team) = &auth.key.team {
                     extensions.insert(ClientTeam(team.clone()));
                 }
+                extensions.insert(charge_to(&auth));
                 extensions.insert(auth);
                 Either::Left(self.inner.call(request))
             }
@@ -174,6 +194,90 @@ pub fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::{Limits, Scope};
+    use crate::keys::{KeyInfo, TeamInfo};
+
+    #[tokio::test]
+    async fn an_accepted_request_carries_its_key_team_and_charge() {
+        use tower::ServiceExt;
+        let registry = Arc::new(KeyRegistry::new(
+            vec![(
+                KeyInfo {
+                    team: Some("platform".into()),
+                    ..KeyInfo::config("ci", std::time::SystemTime::now())
+                },
+                Secret::new("gk-ci"),
+            )],
+            Vec::new(),
+        ));
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let sink = seen.clone();
+        let inner = tower::service_fn(move |request: Request<http_body_util::Empty<Bytes>>| {
+            let extensions = request.extensions();
+            *sink.lock().unwrap() = Some((
+                extensions.get::<ClientName>().cloned(),
+                extensions.get::<ClientTeam>().cloned(),
+                extensions
+                    .get::<Authenticated>()
+                    .map(|a| a.key.name.clone()),
+                extensions.get::<ChargeTo>().map(|c| c.scopes.len()),
+                request.headers().contains_key("x-api-key"),
+            ));
+            async { Ok::<_, Error>(()) }
+        });
+        let service = AuthLayer::with_registry(registry.clone()).layer(inner);
+        let request = Request::post("/v1/messages")
+            .header("x-api-key", "gk-ci")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        service.clone().oneshot(request).await.unwrap();
+        let seen = seen.lock().unwrap().take().unwrap();
+        assert_eq!(seen.0, Some(ClientName("ci".into())));
+        assert_eq!(seen.1, Some(ClientTeam("platform".into())));
+        assert_eq!(seen.2.as_deref(), Some("ci"));
+        assert_eq!(seen.3, Some(2));
+        assert!(!seen.4, "the client's key is removed");
+        let refused = Request::post("/v1/messages")
+            .header("x-api-key", "gk-wrong")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let error = service.oneshot(refused).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unauthorized);
+        assert!(!format!("{error:?}").contains("gk-wrong"));
+    }
+
+    #[test]
+    fn a_key_is_charged_to_itself_and_its_team() {
+        let key = KeyInfo {
+            team: Some("platform".into()),
+            limits: Limits {
+                rpm: Some(5),
+                ..Limits::default()
+            },
+            models: Some(vec!["claude-*".into()]),
+            ..KeyInfo::config("ci", std::time::SystemTime::now())
+        };
+        let team = TeamInfo {
+            limits: Limits {
+                tpm: Some(9),
+                ..Limits::default()
+            },
+            ..TeamInfo::unlimited("platform")
+        };
+        let charge = charge_to(&Authenticated {
+            key: Arc::new(key),
+            team: Some(Arc::new(team)),
+        });
+        assert_eq!(charge.scopes.len(), 2);
+        assert_eq!(charge.scopes[0].0, Scope::key("ci"));
+        assert_eq!(charge.scopes[0].1.rpm, Some(5));
+        assert_eq!(charge.scopes[1].0, Scope::team("platform"));
+        assert_eq!(charge.scopes[1].1.tpm, Some(9));
+        assert_eq!(
+            charge.models,
+            vec![(Scope::key("ci"), vec!["claude-*".to_owned()])]
+        );
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
