@@ -12,18 +12,21 @@ pub use running::Gateway;
 use crate::admin::{self, AdminState, KeySources};
 use crate::audit::{AuditSink, AuditStore, AuditStoreConfig};
 use crate::auth::AuthLayer;
-use crate::budget::{Ledger, MemoryLedger};
+use crate::budget::{Ledger, MemoryLedger, Refusal, SpendJournal};
 use crate::config::{Config, ConfigError, ProviderKind, SecretRef};
 use crate::edge;
 use crate::error_response::ErrorResponseLayer;
 use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
+use crate::govern::GovernLayer;
 use crate::ingress::IngressLayer;
 use crate::keys::KeyRegistry;
 use crate::limit::ConcurrencyShedLayer;
 use crate::metrics::{Exposition, GatewayMetrics, Render};
 use crate::pricing::PriceTable;
 use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
-use crate::record::{AuditOptions, AuditRecordSink, MetricsRecordSink, RecordLayer};
+use crate::record::{
+    AuditOptions, AuditRecordSink, BudgetRecordSink, MetricsRecordSink, RecordLayer,
+};
 use crate::route::{ConfigRoutePolicy, RouteLayer};
 use crate::timeout::TimeoutLayer;
 use crate::usage::{OnCost, OnUsage, UsageLayer, UsageReport};
@@ -166,7 +169,33 @@ impl GatewayBuilder {
             log_response_bodies: config.audit.log_response_bodies,
             max_body_bytes: config.audit.max_body_bytes,
         };
-        let record = RecordLayer::new().sink(MetricsRecordSink::new(metrics.clone()));
+        let ledger = match (self.ledger, &config.auth) {
+            (Some(ledger), _) => ledger,
+            (None, Some(auth)) => {
+                let journal = SpendJournal::open(&auth.store_path).map_err(|e| {
+                    ConfigError::at(
+                        "auth.store_path",
+                        format!(
+                            "cannot read the spend in {}: {e}",
+                            auth.store_path.display()
+                        ),
+                    )
+                })?;
+                Arc::new(MemoryLedger::new().with_journal(journal)) as Arc<dyn Ledger>
+            }
+            (None, None) => Arc::new(MemoryLedger::new()),
+        };
+        metrics.watch_budgets(keys.clone(), ledger.clone());
+        let govern = {
+            let metrics = metrics.clone();
+            GovernLayer::new(ledger.clone(), prices.clone()).on_refusal(move |refusal: &Refusal| {
+                metrics.rate_limited(&refusal.scope, refusal.reason.limit_name());
+            })
+        };
+        // The budget sink first: the other sinks see the request settled.
+        let record = RecordLayer::new()
+            .sink(BudgetRecordSink::new())
+            .sink(MetricsRecordSink::new(metrics.clone()));
         let (audit_store, record) = match (self.audit_sink, config.audit.enabled) {
             (Some(sink), _) => (None, record.sink(AuditRecordSink::new(sink, options))),
             (None, true) => {
@@ -196,6 +225,7 @@ impl GatewayBuilder {
                 config.limits.max_concurrent_requests,
             ))
             .layer(RouteLayer::new(route))
+            .layer(govern)
             .layer(fallback)
             .layer(UsageLayer::new(self.on_usage).priced(prices, self.on_cost))
             .layer(TimeoutLayer::new(
@@ -212,7 +242,7 @@ impl GatewayBuilder {
             admin_token,
             key_sources,
             keys,
-            ledger: self.ledger.unwrap_or_else(|| Arc::new(MemoryLedger::new())),
+            ledger,
         });
         let exposition = self
             .metrics_render

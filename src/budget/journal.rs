@@ -55,20 +55,21 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS budget_spend (
 )";
 
 impl SpendJournal {
-    /// Open (or create) the journal in the SQLite file at `path` (a file other tables
-    /// may share) and read what it holds.
+    /// The journal in the SQLite file at `path` (a file other tables may share): what it
+    /// holds is read now; the file is created with the first settlement, not before.
     pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
-        let connection = Connection::open(path)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.busy_timeout(Duration::from_secs(5))?;
-        connection.execute(SCHEMA, [])?;
-        let loaded = load(&connection)?;
+        let loaded = if path.exists() {
+            load(&connect(path)?)?
+        } else {
+            Vec::new()
+        };
         let shared = Arc::new(Pending::default());
         let writer = {
             let shared = shared.clone();
+            let path = path.to_path_buf();
             std::thread::Builder::new()
                 .name("budget-journal".into())
-                .spawn(move || write_loop(connection, &shared))
+                .spawn(move || write_loop(&path, &shared))
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
         };
         Ok(Self {
@@ -113,6 +114,14 @@ impl Drop for SpendJournal {
     }
 }
 
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let connection = Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.execute(SCHEMA, [])?;
+    Ok(connection)
+}
+
 fn load(connection: &Connection) -> Result<Vec<(Scope, Period, u64, Money)>, rusqlite::Error> {
     let mut statement = connection
         .prepare("SELECT scope, name, period, window_start, spent_picos FROM budget_spend")?;
@@ -146,7 +155,8 @@ fn load(connection: &Connection) -> Result<Vec<(Scope, Period, u64, Money)>, rus
     Ok(loaded)
 }
 
-fn write_loop(mut connection: Connection, shared: &Pending) {
+fn write_loop(path: &Path, shared: &Pending) {
+    let mut connection = None;
     loop {
         let (rows, stop) = {
             let mut state = shared.lock();
@@ -160,7 +170,11 @@ fn write_loop(mut connection: Connection, shared: &Pending) {
             (std::mem::take(&mut state.rows), state.stop)
         };
         if !rows.is_empty() {
-            if let Err(error) = write(&mut connection, &rows) {
+            let written = match &mut connection {
+                Some(connection) => write(connection, &rows),
+                None => connect(path).and_then(|opened| write(connection.insert(opened), &rows)),
+            };
+            if let Err(error) = written {
                 tracing::error!(%error, "budget journal: settled spend could not be written");
             }
         }

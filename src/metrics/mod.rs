@@ -163,6 +163,17 @@ impl GatewayMetrics {
         let _ = self.inner.sources.audit.set(store);
     }
 
+    /// Show every key's and team's spend and budget from `ledger` as
+    /// `llm_gateway_budget_spent_usd` / `llm_gateway_budget_limit_usd` at each
+    /// [`refresh`](Self::refresh) (the first call wins).
+    pub fn watch_budgets(
+        &self,
+        keys: Arc<crate::keys::KeyRegistry>,
+        ledger: Arc<dyn crate::budget::Ledger>,
+    ) {
+        let _ = self.inner.sources.budgets.set((keys, ledger));
+    }
+
     /// Show `providers`' availability from `health` as `llm_gateway_provider_healthy`
     /// (the first call wins).
     pub fn watch_health(
@@ -181,6 +192,7 @@ impl GatewayMetrics {
             series::announce();
             self.inner.sources.refresh_health();
             self.inner.sources.refresh_audit();
+            self.inner.sources.refresh_budgets();
         });
     }
 

@@ -6,7 +6,10 @@ use super::series::{
     AUDIT_WRITTEN, PROVIDER_HEALTHY,
 };
 use crate::audit::AuditStore;
+use crate::budget::Ledger;
 use crate::fallback::ProviderHealth;
+use crate::keys::KeyRegistry;
+use futures_util::FutureExt;
 use metrics::{counter, gauge};
 use std::sync::{Arc, OnceLock};
 
@@ -15,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 pub(crate) struct Sources {
     pub(crate) health: OnceLock<(Arc<ProviderHealth>, Vec<String>)>,
     pub(crate) audit: OnceLock<Arc<AuditStore>>,
+    pub(crate) budgets: OnceLock<(Arc<KeyRegistry>, Arc<dyn Ledger>)>,
 }
 
 impl Sources {
@@ -26,6 +30,31 @@ impl Sources {
         };
         for (name, available) in health.snapshot(names.iter().map(String::as_str)) {
             gauge!(PROVIDER_HEALTHY, "provider" => name).set(f64::from(u8::from(available)));
+        }
+    }
+
+    /// `llm_gateway_budget_spent_usd` and `llm_gateway_budget_limit_usd` of every key
+    /// and team, read from the ledger now (a ledger that cannot answer at once is
+    /// skipped until the next scrape).
+    pub(crate) fn refresh_budgets(&self) {
+        let Some((keys, ledger)) = self.budgets.get() else {
+            return;
+        };
+        let keys_limits = keys
+            .list()
+            .into_iter()
+            .filter(|key| key.revoked_at.is_none())
+            .map(|key| (key.scope(), key.limits));
+        let teams_limits = keys
+            .teams()
+            .into_iter()
+            .map(|(team, _)| (team.scope(), team.limits));
+        for (scope, limits) in keys_limits.chain(teams_limits) {
+            if let Some(Ok(usage)) = ledger.usage(&scope, &limits).now_or_never() {
+                super::series::budget_spent(&scope, usage.spent.to_usd_f64());
+                let limit = limits.budget.map_or(0.0, |b| b.limit.to_usd_f64());
+                super::series::budget_limit(&scope, limit);
+            }
         }
     }
 
