@@ -11,21 +11,22 @@
 //! ## The layers, outermost first
 //!
 //! ```text
-//! client ─▶ axum ─▶ edge ─▶ Record ─▶ ErrorResponse ─▶ Auth ─▶ Ingress ─▶ Shed ─▶ Route ─▶ Fallback ─┐
-//!          (tower-http)   (ledger → sinks)                                          per attempt │
-//!                         ┌─────────────────────────────────────────────────────────────────────┘
+//! client ─▶ axum ─▶ edge ─▶ Record ─▶ ErrorResponse ─▶ Auth ─▶ Ingress ─▶ Shed ─▶ Route ─▶ Govern ─▶ Fallback ─┐
+//!          (tower-http)   (ledger → sinks)                                                      per attempt │
+//!                         ┌─────────────────────────────────────────────────────────────────────────────────┘
 //!                         └▶ Usage (+pricing) ─▶ Timeout ─▶ ProviderSet ─▶ anthropic | openai | azure
 //! ```
 //!
 //! | layer | why it sits there |
 //! |---|---|
 //! | [`edge`] (tower-http, around the whole router) | sensitive headers marked, the client's `x-gateway-request-id` dropped and the gateway's `gw_` id set and echoed, one `request` span per request, a panic answered as a 500 `api_error` |
-//! | [`Record`](record::RecordLayer) | outermost, so every `/v1` request, refused ones included, opens one [`RequestLedger`] and closes it once (body end, error or drop), after everything inside has reported; hands it to the sinks (audit, metrics) |
+//! | [`Record`](record::RecordLayer) | outermost, so every `/v1` request, refused ones included, opens one [`RequestLedger`] and closes it once (body end, error or drop), after everything inside has reported; hands it to the sinks (budget settlement, metrics, audit) |
 //! | [`ErrorResponse`](error_response::ErrorResponseLayer) | every error below becomes an Anthropic-shaped answer, and a failing stream ends with an `event: error` |
 //! | [`Auth`](auth::AuthLayer) | checks the client key before the body is even read |
 //! | [`Ingress`](ingress::IngressLayer) | reads the body once under the size cap and the body time limit; everything below sees `Request<Bytes>` and a [`RequestMeta`] |
 //! | [`Shed`](limit::ConcurrencyShedLayer) | refuses requests over the concurrency limit with 529 before any upstream work; below ingress, so only requests whose body has arrived count (a slow upload cannot take a slot) |
 //! | [`Route`](route::RouteLayer) | decides the attempts (provider and model) |
+//! | [`Govern`](govern::GovernLayer) | a client key's `models`, rate limits and budgets: admits the request and reserves an upper bound of its cost in the key and its team, or refuses it before anything goes upstream; below Route because the bound needs the models the attempts ask for |
 //! | [`Fallback`](fallback::FallbackLayer) | calls the attempts in order; holds a stream until its first content event so a failure before it moves on |
 //! | [`Usage`](usage::UsageLayer) | per attempt: reads the answer's usage as it passes and prices it, so every attempt is accounted |
 //! | [`Timeout`](timeout::TimeoutLayer) | innermost, so a silent upstream fails the attempt, not the tap |
@@ -75,7 +76,9 @@
 //! | tower-http's `RequestId` (request), read as a [`RequestId`](request_id::RequestId) | the [`edge`], else `Record` (or ingress, used alone) | `Record`, error answers, ingress |
 //! | [`ClientName`] (request) | auth | ingress (into `RequestMeta::client`) |
 //! | [`ClientTeam`] (request) | auth | ingress (into `RequestMeta::team`) |
-//! | [`Authenticated`](keys::Authenticated) (request): the key and its team, with limits | auth | admission (limits, `models`) |
+//! | [`Authenticated`](keys::Authenticated) (request): the key and its team, with limits | auth | the host's own layers |
+//! | [`ChargeTo`](govern::ChargeTo) (request): the scopes, limits and model globs to govern by | auth | Govern |
+//! | [`WatchUsage`](usage::WatchUsage), [`GateAttempts`](fallback::GateAttempts) (request): the request's budget hold | Govern | the usage tap (exact input at `message_start`, each attempt's cost), fallback (before each further attempt) |
 //! | [`RequestMeta`] (request) | ingress | route, usage, providers |
 //! | [`RouteDecision`](route::RouteDecision) (request) | route | fallback |
 //! | [`AttemptTarget`], [`TargetModel`], [`CrossProvider`] (request) | fallback, per attempt | [`ProviderSet`](provider::ProviderSet), the providers |

@@ -16,11 +16,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The longest a settlement waits before it is on disk.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 type WindowKey = (Scope, Period, u64);
 
-/// Settled spend per scope and window, in a SQLite file; see the [module docs](self).
+/// Settled spend per scope and window, in a SQLite file. Each settlement updates the
+/// absolute spend of its windows; a writer thread commits the updates at most every
+/// 100 ms, and everything when the journal is dropped.
 pub struct SpendJournal {
     loaded: Vec<(Scope, Period, u64, Money)>,
     shared: Arc<Pending>,
