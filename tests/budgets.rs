@@ -502,3 +502,48 @@ async fn spend_survives_a_restart() {
     let again = serve(config(&upstream, dir.path(), limits), None).await;
     assert_eq!(again.key().await["spent_usd"], spent.as_str());
 }
+
+#[tokio::test]
+async fn a_failed_attempt_that_used_tokens_is_charged_and_audited_alike() {
+    let upstream = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&upstream, dir.path(), "budget_usd = 5.0");
+    config.providers.insert(
+        "backup".into(),
+        llm_gateway::config::ProviderConfig::anthropic(upstream.url().parse().unwrap()),
+    );
+    config.routing.fallback_chain = vec!["anthropic".into(), "backup".into()];
+    let gateway = serve(config, None).await;
+    // The first attempt reads the whole prompt, then fails before any content.
+    let events = split_events(&answer_events());
+    let overloaded = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    upstream.push(Reply::sse(vec![
+        Step::Send(events[0].clone().into_bytes()),
+        Step::Send(overloaded.as_bytes().to_vec()),
+    ]));
+    upstream.push(Reply::sse_events(&answer_events()));
+    let text = gateway
+        .send(&messages_body(true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("message_stop"), "{text}");
+    assert_eq!(upstream.requests().len(), 2, "the second provider answered");
+    // The failed attempt: 10,000 input tokens and 1 output token at Sonnet's prices.
+    let failed = 10_000 * 3_000_000 + 15_000_000;
+    let key = eventually("settled", || async {
+        let key = gateway.key().await;
+        if key["reserved_usd"] == "0" && key["spent_usd"] != "0" {
+            Ok(key)
+        } else {
+            Err(key)
+        }
+    })
+    .await;
+    assert_eq!(
+        picos(key["spent_usd"].as_str().unwrap()),
+        ANSWER_PICOS + failed
+    );
+    assert_eq!(gateway.audit_costs(1).await, ANSWER_PICOS + failed);
+}

@@ -64,8 +64,8 @@ pub struct AuditRecord {
     pub latency_ms: u64,
     /// Token usage as read from the answer.
     pub usage: AuditUsage,
-    /// Exact decimal USD cost as text (e.g. `"0.0123"`); `None` when the
-    /// model has no price.
+    /// Exact decimal USD cost of all the attempts as text (e.g. `"0.0123"`);
+    /// `None` when an attempt's model has no price.
     pub cost_usd: Option<String>,
     /// Version of the price table the cost was computed with.
     pub price_table_version: Option<String>,

@@ -64,6 +64,20 @@ impl RecordSink for AuditRecordSink {
     }
 }
 
+/// What every attempt of a request cost together (a fallback's failed attempt that used
+/// tokens too), so a key's settled spend is the sum of its records; `None` when some
+/// attempt's cost is unknown, or none reported usage.
+fn request_cost(usage: &[crate::usage::CostReport]) -> Option<crate::pricing::Money> {
+    if usage.is_empty() {
+        return None;
+    }
+    usage
+        .iter()
+        .try_fold(crate::pricing::Money::ZERO, |sum, attempt| {
+            Some(sum + attempt.cost?)
+        })
+}
+
 /// The audit record of one closed request.
 fn audit_record(request: &ClosedRequest, options: &AuditOptions) -> AuditRecord {
     let entries = &request.entries;
@@ -129,7 +143,7 @@ fn audit_record(request: &ClosedRequest, options: &AuditOptions) -> AuditRecord 
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         latency_ms: u64::try_from(request.latency.as_millis()).unwrap_or(u64::MAX),
         usage,
-        cost_usd: served.and_then(|c| c.cost).map(|m| m.to_string()),
+        cost_usd: request_cost(&entries.usage).map(|m| m.to_string()),
         price_table_version: served.map(|c| c.price_table_version.to_string()),
         outcome,
         error,
