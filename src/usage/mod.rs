@@ -9,7 +9,16 @@
 //! to an [`OnCost`] hook; a request with a `RequestLedger`
 //! gets each attempt's priced report there too.
 //!
-//! Merge rules (, protocols.md §1.5): `message_start.message.usage` gives input,
+//! **What it needs.** Nothing but a provider service whose answers are Anthropic
+//! Messages with a `text/event-stream` or `application/json` content type (answers
+//! of another type pass untouched). With a [`RequestMeta`](crate::RequestMeta) in
+//! the request (inserted by `IngressLayer`), reports also name the client and agent
+//! type, and only `/v1/messages` answers are read; without one, every answer is read
+//! and the report's `request_id` is the edge's `RequestId` (or empty). The provider
+//! that answered is named by the response's [`ServedBy`](crate::ServedBy) extension,
+//! `"unknown"` without it; pricing uses it and the answer's own `model`.
+//!
+//! Merge rules: `message_start.message.usage` gives input,
 //! cache-write (with the 5m/1h split) and cache-read tokens; every `message_delta.usage`
 //! **replaces** the fields it carries; nothing is ever added. A non-streaming answer's
 //! `usage` object gives the same numbers for the same content.

@@ -4,6 +4,7 @@ use super::{OnUsage, UsageBody, UsageTracker, WatchUsage};
 use crate::ledger::RequestLedger;
 use crate::meta::{Endpoint, RequestMeta, ServedBy};
 use crate::observe::ObservedBody;
+use crate::request_id::RequestId;
 use http::{header, Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -57,7 +58,9 @@ struct Pending<H> {
     request_id: String,
     agent_type: Option<String>,
     client: Option<String>,
-    stream: bool,
+    /// Whether the client asked for a stream (`None`: no `RequestMeta`, so the answer's
+    /// content type says).
+    stream: Option<bool>,
     received_at: Instant,
 }
 
@@ -75,22 +78,29 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        // Only Messages answers carry usage; count_tokens and models pass untouched.
+        // Only Messages answers carry usage; count_tokens and models pass untouched. A
+        // request without a `RequestMeta` (the layer used alone) is read all the same.
         let extensions = request.extensions();
-        let pending = extensions
-            .get::<RequestMeta>()
-            .filter(|meta| meta.endpoint == Endpoint::Messages)
-            .map(|meta| Pending {
+        let meta = extensions.get::<RequestMeta>();
+        let pending = (meta.is_none_or(|meta| meta.endpoint == Endpoint::Messages)).then(|| {
+            let request_id = match meta {
+                Some(meta) => meta.request_id.clone(),
+                None => RequestId::get(extensions)
+                    .map(|id| id.0)
+                    .unwrap_or_default(),
+            };
+            Pending {
                 hook: self.hook.clone(),
                 pricing: self.pricing.clone(),
                 ledger: RequestLedger::of(extensions).cloned(),
                 watch: extensions.get::<WatchUsage>().cloned(),
-                request_id: meta.request_id.clone(),
-                agent_type: meta.agent_type.clone(),
-                client: meta.client.clone(),
-                stream: meta.stream,
-                received_at: meta.received_at,
-            });
+                request_id,
+                agent_type: meta.and_then(|m| m.agent_type.clone()),
+                client: meta.and_then(|m| m.client.clone()),
+                stream: meta.map(|m| m.stream),
+                received_at: meta.map_or_else(Instant::now, |m| m.received_at),
+            }
+        });
         UsageFuture {
             inner: self.inner.call(request),
             pending,
@@ -119,6 +129,7 @@ where
         let response = ready!(this.inner.poll(cx))?;
         let tap = this.pending.take().and_then(|pending| {
             let tracker = tracker_for(&response)?;
+            let stream = pending.stream.unwrap_or_else(|| tracker.is_sse());
             let served = response.extensions().get::<ServedBy>();
             Some(UsageTap {
                 tracker,
@@ -132,7 +143,7 @@ where
                 model: served.and_then(|s| s.model.clone()),
                 agent_type: pending.agent_type,
                 client: pending.client,
-                stream: pending.stream,
+                stream,
                 received_at: pending.received_at,
             })
         });

@@ -249,6 +249,11 @@ impl UsageTracker {
         }
     }
 
+    /// Whether this tracker reads a stream (SSE) rather than a JSON body.
+    pub fn is_sse(&self) -> bool {
+        matches!(self.mode, Mode::Sse(_))
+    }
+
     /// The usage seen so far.
     pub fn usage(&self) -> Usage {
         self.usage
