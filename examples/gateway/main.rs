@@ -27,8 +27,19 @@ mod daemon;
 mod exporter;
 
 #[derive(Parser)]
-#[command(name = "llm-gateway", about = "A streaming LLM gateway")]
+#[command(
+    name = "llm-gateway",
+    version,
+    about = "A streaming LLM gateway",
+    after_help = "The background daemon (start/status/stop) keeps its state file and gateway.log in \
+        ~/.config/llm-gateway. Exit codes: 0 ok, 1 a failure at run time, 2 a bad config or \
+        command line, 3 `status`: no gateway is running."
+)]
 struct Cli {
+    /// Log the gateway's own debug lines (each request's usage and cost), without the
+    /// HTTP libraries' noise; `RUST_LOG` still wins when set.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     /// TOML configuration file ().
     #[arg(long, global = true, env = "LLM_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
@@ -99,10 +110,18 @@ enum CredentialsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_filter = if cli.verbose {
+        "info,llm_gateway=debug"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
+        // Plain text in gateway.log and pipes; colours only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     // These need no configuration.
@@ -286,6 +305,12 @@ fn serve(config: Config, write_state: bool) -> ExitCode {
             }
         };
         tokio::spawn(exporter::upkeep(prometheus.clone()));
+        let providers = config_providers(&config);
+        let audit = if config.audit.enabled {
+            config.audit.path.display().to_string()
+        } else {
+            "off".to_owned()
+        };
         let gateway = match Gateway::builder(config)
             .serve_metrics(move || prometheus.render())
             .build()
@@ -305,6 +330,14 @@ fn serve(config: Config, write_state: bool) -> ExitCode {
         };
         let address = listener.local_addr().unwrap_or(listen);
         println!("listening on http://{address}");
+        tracing::info!(
+            address = %address,
+            config = %cli_config_name(),
+            providers = %providers,
+            audit = %audit,
+            "llm-gateway {} started",
+            env!("CARGO_PKG_VERSION")
+        );
         let _ = std::io::stdout().flush();
         let state = if write_state {
             match daemon::write_state(address) {
@@ -353,4 +386,23 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// The config file named on the command line or in `LLM_GATEWAY_CONFIG`, for the
+/// start-up line.
+fn cli_config_name() -> String {
+    let mut args = std::env::args().skip_while(|a| a != "--config");
+    args.nth(1)
+        .or_else(|| std::env::var("LLM_GATEWAY_CONFIG").ok())
+        .unwrap_or_else(|| "(none: defaults)".to_owned())
+}
+
+/// `name (kind)` of every configured provider.
+fn config_providers(config: &Config) -> String {
+    let names: Vec<String> = config
+        .providers
+        .iter()
+        .map(|(name, provider)| format!("{name} ({:?})", provider.kind))
+        .collect();
+    names.join(", ")
 }
