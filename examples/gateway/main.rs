@@ -40,11 +40,13 @@ struct Cli {
     /// HTTP libraries' noise; `RUST_LOG` still wins when set.
     #[arg(short, long, global = true)]
     verbose: bool,
-    /// TOML configuration file ().
-    #[arg(long, global = true, env = "LLM_GATEWAY_CONFIG")]
+    /// TOML configuration file, for serving, `start` and `logs` (give it before the
+    /// command: `--config gateway.toml start`).
+    #[arg(long, env = "LLM_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on (overrides the config); port 0 picks a free port.
-    #[arg(long, global = true)]
+    /// Address to listen on (overrides the config), for serving and `start`; port 0
+    /// picks a free port.
+    #[arg(long)]
     listen: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
