@@ -64,7 +64,10 @@ impl TestSchema {
     async fn stored_ids(&self) -> Vec<String> {
         let client = self.client().await;
         match client
-            .query("SELECT request_id FROM audit_records ORDER BY request_id", &[])
+            .query(
+                "SELECT request_id FROM audit_records ORDER BY request_id",
+                &[],
+            )
             .await
         {
             Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
@@ -142,7 +145,11 @@ async fn send(upstream: &MockUpstream, url: &str, n: usize) -> Vec<String> {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200, "the response does not wait on the audit");
+        assert_eq!(
+            response.status(),
+            200,
+            "the response does not wait on the audit"
+        );
         ids.push(
             response.headers()["x-gateway-request-id"]
                 .to_str()
@@ -196,15 +203,24 @@ async fn records_reach_postgres_once_and_the_audit_endpoint_reads_them_there() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i32>(0), 200);
-    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("anthropic"));
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("anthropic")
+    );
     assert_eq!(row.get::<_, String>(2), ids[0]);
     assert_eq!(row.get::<_, Vec<u8>>(3), messages_body(false).into_bytes());
     let json: String = client
-        .query_one("SELECT record::text FROM audit_records WHERE request_id = $1", &[&ids[0]])
+        .query_one(
+            "SELECT record::text FROM audit_records WHERE request_id = $1",
+            &[&ids[0]],
+        )
         .await
         .unwrap()
         .get(0);
-    assert!(!json.contains("\"messages\":["), "no body in the record JSON: {json}");
+    assert!(
+        !json.contains("\"messages\":["),
+        "no body in the record JSON: {json}"
+    );
 
     // A record only PostgreSQL has shows up: the endpoint reads from there.
     let pg = PgAudit::new(&Secret::new(&url), &schema.name).unwrap();
@@ -215,7 +231,11 @@ async fn records_reach_postgres_once_and_the_audit_endpoint_reads_them_there() {
     let mut only_pg = AuditRecord::new("req_only_in_postgres", now - 60_000);
     only_pg.provider = Some("elsewhere".into());
     assert_eq!(pg.ship(&[only_pg.clone()]).await.unwrap(), 1);
-    assert_eq!(pg.ship(&[only_pg]).await.unwrap(), 0, "a re-sent record adds nothing");
+    assert_eq!(
+        pg.ship(&[only_pg]).await.unwrap(),
+        0,
+        "a re-sent record adds nothing"
+    );
     let page = audit_page(&gw, "").await;
     let listed = ids_of(&page);
     assert_eq!(listed.len(), 4, "{page}");
@@ -224,15 +244,24 @@ async fn records_reach_postgres_once_and_the_audit_endpoint_reads_them_there() {
         listed[..3].iter().collect::<HashSet<_>>(),
         ids.iter().collect::<HashSet<_>>()
     );
-    assert!(page["records"][0]["request_body"].is_null(), "listing without bodies");
+    assert!(
+        page["records"][0]["request_body"].is_null(),
+        "listing without bodies"
+    );
 
     // Filters, one record with its bodies, and cursor paging.
-    assert_eq!(ids_of(&audit_page(&gw, "provider=elsewhere").await), ["req_only_in_postgres"]);
+    assert_eq!(
+        ids_of(&audit_page(&gw, "provider=elsewhere").await),
+        ["req_only_in_postgres"]
+    );
     let one = audit_page(&gw, &format!("request_id={}", ids[1])).await;
     assert_eq!(ids_of(&one), [ids[1].clone()]);
     assert_eq!(one["records"][0]["request_body"], messages_body(false));
     let first = audit_page(&gw, "limit=3").await;
-    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
     let second = audit_page(&gw, &format!("limit=3&cursor={cursor}")).await;
     assert_eq!(ids_of(&second), ["req_only_in_postgres"]);
     assert!(second["next_cursor"].is_null());
@@ -271,8 +300,20 @@ async fn two_gateways_with_their_own_spools_see_all_records() {
     let schema = TestSchema::new(&url);
     let upstream = MockUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_a, gw_a, _ta) = start(pg_config(&upstream, &dir.path().join("a.db"), &url, &schema)).await;
-    let (_b, gw_b, _tb) = start(pg_config(&upstream, &dir.path().join("b.db"), &url, &schema)).await;
+    let (_a, gw_a, _ta) = start(pg_config(
+        &upstream,
+        &dir.path().join("a.db"),
+        &url,
+        &schema,
+    ))
+    .await;
+    let (_b, gw_b, _tb) = start(pg_config(
+        &upstream,
+        &dir.path().join("b.db"),
+        &url,
+        &schema,
+    ))
+    .await;
     let mut ids = send(&upstream, &gw_a, 2).await;
     ids.extend(send(&upstream, &gw_b, 3).await);
     schema.wait_for(&ids).await;
@@ -341,7 +382,11 @@ impl Proxy {
 fn target_of(url: &str) -> std::net::SocketAddr {
     let parsed = url::Url::parse(url).unwrap();
     let host = parsed.host_str().unwrap_or("127.0.0.1");
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     format!("{host}:{}", parsed.port().unwrap_or(5432))
         .parse()
         .unwrap()
@@ -354,7 +399,12 @@ async fn an_outage_delays_records_but_loses_none_and_ships_each_once() {
     let proxy = Proxy::start(target_of(&url), true).await;
     let upstream = MockUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = pg_config(&upstream, &dir.path().join("audit.db"), &proxy.url(&url), &schema);
+    let config = pg_config(
+        &upstream,
+        &dir.path().join("audit.db"),
+        &proxy.url(&url),
+        &schema,
+    );
     let (gateway, gw, _task) = start(config).await;
     let mut ids = send(&upstream, &gw, 1).await;
     schema.wait_for(&ids).await;
@@ -363,12 +413,19 @@ async fn an_outage_delays_records_but_loses_none_and_ships_each_once() {
     let during = send(&upstream, &gw, 3).await;
     let status = gateway.audit_shipper().unwrap();
     eventually("the shipper to notice the outage", || async {
-        if status.failing() { Ok(()) } else { Err(status.shipped_seq()) }
+        if status.failing() {
+            Ok(())
+        } else {
+            Err(status.shipped_seq())
+        }
     })
     .await;
     assert_eq!(schema.stored_ids().await, ids, "nothing arrives while cut");
     let error = status.last_error().unwrap();
-    assert!(!error.contains(&url) && !error.contains(&proxy.url(&url)), "{error}");
+    assert!(
+        !error.contains(&url) && !error.contains(&proxy.url(&url)),
+        "{error}"
+    );
     // The endpoint says the database is unavailable instead of answering from elsewhere.
     assert_eq!(client_get_status(&gw, "").await, 503);
 
@@ -376,7 +433,11 @@ async fn an_outage_delays_records_but_loses_none_and_ships_each_once() {
     ids.extend(during);
     schema.wait_for(&ids).await;
     eventually("the shipper to recover", || async {
-        if status.failing() { Err(status.last_error()) } else { Ok(()) }
+        if status.failing() {
+            Err(status.last_error())
+        } else {
+            Ok(())
+        }
     })
     .await;
     assert_eq!(ids_of(&audit_page(&gw, "").await).len(), 4);
@@ -395,7 +456,7 @@ async fn a_gateway_dropped_unshipped_is_shipped_by_the_next_one_on_its_spool() {
     let (gateway, gw, task) = start(config).await;
     let ids = send(&upstream, &gw, 3).await;
     gateway.flush_audit().await; // spooled: committed to the SQLite file
-    // Gone without a shutdown: the serving task aborted, the gateway dropped.
+                                 // Gone without a shutdown: the serving task aborted, the gateway dropped.
     task.abort();
     let _ = task.await;
     drop(gateway);
@@ -406,7 +467,11 @@ async fn a_gateway_dropped_unshipped_is_shipped_by_the_next_one_on_its_spool() {
     schema.wait_for(&ids).await;
     let status = gateway.audit_shipper().unwrap();
     eventually("the cursor to reach the spool's end", || async {
-        if status.shipped_seq() >= 3 { Ok(()) } else { Err(status.shipped_seq()) }
+        if status.shipped_seq() >= 3 {
+            Ok(())
+        } else {
+            Err(status.shipped_seq())
+        }
     })
     .await;
     let cursor = std::fs::read_to_string(dir.path().join("audit.db.pg-cursor")).unwrap();
@@ -436,7 +501,10 @@ async fn retention_drops_whole_old_partitions() {
     let fresh = AuditRecord::new("req_fresh", now);
     assert_eq!(pg.ship(&[old, with_body, fresh]).await.unwrap(), 3);
 
-    let dropped = pg.drop_partitions_before(now - 30 * 86_400_000).await.unwrap();
+    let dropped = pg
+        .drop_partitions_before(now - 30 * 86_400_000)
+        .await
+        .unwrap();
     assert_eq!(dropped, ["audit_bodies_p202001", "audit_records_p202001"]);
     assert_eq!(schema.stored_ids().await, ["req_fresh"]);
     let client = schema.client().await;
@@ -450,7 +518,11 @@ async fn retention_drops_whole_old_partitions() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
-    assert!(pg.drop_partitions_before(now - 30 * 86_400_000).await.unwrap().is_empty());
+    assert!(pg
+        .drop_partitions_before(now - 30 * 86_400_000)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(
         PgAudit::new(&Secret::new(&url), "Bad-Name").is_err(),
         "a schema name that is not a plain identifier is refused"

@@ -29,7 +29,11 @@ impl Month {
 
     /// The suffix of its partitions' names: `p202612`.
     pub(crate) fn suffix(self) -> String {
-        format!("p{:04}{:02}", self.0.div_euclid(12), self.0.rem_euclid(12) + 1)
+        format!(
+            "p{:04}{:02}",
+            self.0.div_euclid(12),
+            self.0.rem_euclid(12) + 1
+        )
     }
 
     /// The month a partition suffix names (`p202612`), if it is one.
@@ -40,7 +44,9 @@ impl Month {
         }
         let year: i64 = digits[..4].parse().ok()?;
         let month: i64 = digits[4..].parse().ok()?;
-        (1..=12).contains(&month).then_some(Month(year * 12 + month - 1))
+        (1..=12)
+            .contains(&month)
+            .then_some(Month(year * 12 + month - 1))
     }
 }
 

@@ -57,7 +57,9 @@ impl PgAudit {
         if let Some(model) = &model {
             params.push(model);
             let n = params.len();
-            clauses.push(format!("(r.requested_model = ${n} OR r.served_model = ${n})"));
+            clauses.push(format!(
+                "(r.requested_model = ${n} OR r.served_model = ${n})"
+            ));
         }
         if let Some(since) = &since {
             params.push(since);
@@ -99,7 +101,8 @@ impl PgAudit {
             record.request_body = row.get::<_, Option<Vec<u8>>>(3).map(Into::into);
             record.response_body = row.get::<_, Option<Vec<u8>>>(4).map(Into::into);
             let size = serde_json::to_vec(&record).map_or(0, |json| json.len());
-            if records.len() == limit || (!records.is_empty() && used.saturating_add(size) > max_bytes)
+            if records.len() == limit
+                || (!records.is_empty() && used.saturating_add(size) > max_bytes)
             {
                 more = true;
                 break;

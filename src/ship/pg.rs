@@ -55,7 +55,9 @@ struct Conn {
 
 impl std::fmt::Debug for PgAudit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgAudit").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("PgAudit")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
@@ -184,7 +186,9 @@ impl PgAudit {
 }
 
 /// `call` bounded by [`CALL_TIMEOUT`].
-async fn timed<T>(call: impl std::future::Future<Output = Result<T, PgError>>) -> Result<T, PgError> {
+async fn timed<T>(
+    call: impl std::future::Future<Output = Result<T, PgError>>,
+) -> Result<T, PgError> {
     tokio::time::timeout(CALL_TIMEOUT, call)
         .await
         .unwrap_or_else(|_| Err(PgError::Unavailable("timed out".into())))
@@ -281,7 +285,17 @@ async fn insert_records(
     rows: &[Row],
 ) -> Result<u64, PgError> {
     const CASTS: [&str; 11] = [
-        "", "", "", "", "", "", "", "", "::int4", "::text::numeric", "::text::jsonb",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "::int4",
+        "::text::numeric",
+        "::text::jsonb",
     ];
     let mut inserted = 0;
     // 11 parameters a row; PostgreSQL takes at most 65535 a statement.

@@ -71,7 +71,10 @@ pub(crate) fn valid_schema_name(name: &str) -> bool {
 }
 
 /// Take the DDL lock of `schema` for the rest of the transaction.
-async fn lock(tx: &tokio_postgres::Transaction<'_>, schema: &str) -> Result<(), tokio_postgres::Error> {
+async fn lock(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('llm_gateway_audit:' || $1::text))",
         &[&schema],
@@ -107,7 +110,9 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<(), Str
         tx.batch_execute(step).await.map_err(db)?;
     }
     if current < VERSION {
-        tx.execute("DELETE FROM schema_version", &[]).await.map_err(db)?;
+        tx.execute("DELETE FROM schema_version", &[])
+            .await
+            .map_err(db)?;
         tx.execute("INSERT INTO schema_version VALUES ($1)", &[&VERSION])
             .await
             .map_err(db)?;
@@ -174,7 +179,8 @@ pub(crate) async fn drop_partitions_before(
             .and_then(|rest| rest.strip_prefix('_'))
             .and_then(Month::parse_suffix);
         if month.is_some_and(|m| m.next().start_ms() <= cutoff_ms) {
-            tx.batch_execute(&format!("DROP TABLE {schema}.{name}")).await?;
+            tx.batch_execute(&format!("DROP TABLE {schema}.{name}"))
+                .await?;
             dropped.push(name);
         }
     }

@@ -122,7 +122,11 @@ impl Run {
                 Ok(shipped) => {
                     if self.status.failing.swap(false, Ordering::AcqRel) {
                         tracing::info!("audit records are shipped to PostgreSQL again");
-                        *self.status.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        *self
+                            .status
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = None;
                     }
                     backoff = MIN_BACKOFF;
                     if !shipped {
@@ -133,8 +137,11 @@ impl Run {
                     if !self.status.failing.swap(true, Ordering::AcqRel) {
                         tracing::warn!(%error, "cannot ship audit records to PostgreSQL; they wait in the spool");
                     }
-                    *self.status.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(error.clone());
+                    *self
+                        .status
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
                     self.wait(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
