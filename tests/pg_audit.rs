@@ -528,3 +528,84 @@ async fn retention_drops_whole_old_partitions() {
         "a schema name that is not a plain identifier is refused"
     );
 }
+
+const CHILD_SPOOL: &str = "PG_AUDIT_KILL9_SPOOL";
+const CHILD_SCHEMA: &str = "PG_AUDIT_KILL9_SCHEMA";
+/// Requests the child serves before it is killed.
+const KILLED_REQUESTS: usize = 150;
+
+/// The child's body: a gateway shipping to PostgreSQL serves requests, its spool is
+/// flushed, it says so and waits to be killed. Does nothing unless started by
+/// `a_killed_gateway_loses_no_spooled_record`.
+#[tokio::test]
+#[ignore = "run only as the child of a_killed_gateway_loses_no_spooled_record"]
+async fn kill9_child() {
+    let (Some(spool), Ok(name), Some(url)) = (
+        std::env::var_os(CHILD_SPOOL),
+        std::env::var(CHILD_SCHEMA),
+        pg_url(),
+    ) else {
+        return;
+    };
+    let schema = TestSchema {
+        url: url.clone(),
+        name,
+    };
+    let upstream = MockUpstream::start().await;
+    let config = pg_config(&upstream, Path::new(&spool), &url, &schema);
+    std::mem::forget(schema); // the parent drops it
+    let (gateway, gw, _task) = start(config).await;
+    send(&upstream, &gw, KILLED_REQUESTS).await;
+    gateway.flush_audit().await;
+    println!("SPOOLED");
+    // Never shut down: the parent kills us, likely in the middle of shipping.
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn a_killed_gateway_loses_no_spooled_record() {
+    use std::io::{BufRead, BufReader};
+    let Some(url) = pg_url() else { return };
+    let schema = TestSchema::new(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("audit.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill9_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_SPOOL, &spool)
+        .env(CHILD_SCHEMA, &schema.name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let spooled = tokio::task::spawn_blocking(move || {
+        lines
+            .map_while(Result::ok)
+            .any(|line| line.contains("SPOOLED"))
+    })
+    .await
+    .unwrap();
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success());
+    assert!(spooled, "the child exited before spooling");
+
+    let in_spool: Vec<String> = llm_gateway::audit::AuditReader::new(&spool)
+        .query_after(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, record)| record.request_id)
+        .collect();
+    assert_eq!(in_spool.len(), KILLED_REQUESTS, "every record was spooled");
+    let before = schema.stored_ids().await.len();
+    println!("{before} of {KILLED_REQUESTS} records had reached PostgreSQL at the kill");
+    // A restart on the same spool ships what was left, each record once.
+    let upstream = MockUpstream::start().await;
+    let (_gateway, _gw, _task) = start(pg_config(&upstream, &spool, &url, &schema)).await;
+    schema.wait_for(&in_spool).await;
+}
