@@ -197,13 +197,20 @@ impl GatewayBuilder {
         let record = RecordLayer::new()
             .sink(BudgetRecordSink::new())
             .sink(MetricsRecordSink::new(metrics.clone()));
-        let audit_pg = match &config.audit.postgres_url {
-            Some(url) => Some(Arc::new(PgAudit::new(
-                &url.resolve("audit.postgres_url")?,
-                &config.audit.postgres_schema,
-            )?)),
-            None => None,
+        let pg_url = config
+            .audit
+            .postgres_url
+            .as_ref()
+            .map(|url| url.resolve("audit.postgres_url"))
+            .transpose()?;
+        // One connection for `/gateway/audit`, another for the shipper's thread.
+        let open_pg = || -> Result<Option<Arc<PgAudit>>, ConfigError> {
+            pg_url
+                .as_ref()
+                .map(|url| PgAudit::new(url, &config.audit.postgres_schema).map(Arc::new))
+                .transpose()
         };
+        let audit_pg = open_pg()?;
         let mut audit_shipper = None;
         let (audit_store, record) = match (self.audit_sink, config.audit.enabled) {
             (Some(sink), _) => (None, record.sink(AuditRecordSink::new(sink, options))),
@@ -215,19 +222,16 @@ impl GatewayBuilder {
                     ConfigError::at("audit.path", format!("cannot open the audit store: {e}"))
                 })?;
                 let store = Arc::new(store);
-                if let Some(pg) = &audit_pg {
+                if let Some(pg) = open_pg()? {
                     // The file is this replica's spool; the shipper moves it on.
-                    let shipper = Shipper::start(
-                        pg.clone(),
-                        store.reader().clone(),
-                        config.audit.retention_days,
-                    )
-                    .map_err(|e| {
-                        ConfigError::at(
-                            "audit.postgres_url",
-                            format!("cannot start the audit shipper: {e}"),
-                        )
-                    })?;
+                    let shipper =
+                        Shipper::start(pg, store.reader().clone(), config.audit.retention_days)
+                            .map_err(|e| {
+                                ConfigError::at(
+                                    "audit.postgres_url",
+                                    format!("cannot start the audit shipper: {e}"),
+                                )
+                            })?;
                     audit_shipper = Some(shipper);
                 }
                 metrics.watch_audit(store.clone());

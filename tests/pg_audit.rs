@@ -609,3 +609,44 @@ async fn a_killed_gateway_loses_no_spooled_record() {
     let (_gateway, _gw, _task) = start(pg_config(&upstream, &spool, &url, &schema)).await;
     schema.wait_for(&in_spool).await;
 }
+
+#[tokio::test]
+async fn postgres_settings_are_read_and_bad_ones_named() {
+    let upstream = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
+         [audit]\npath = \"{}\"\npostgres_url = \"env:PG_AUDIT_TEST_UNSET_URL\"\n\
+         postgres_schema = \"audit_a\"\n",
+        upstream.url(),
+        dir.path().join("audit.db").display()
+    );
+    let config = Config::from_toml_str(&toml).unwrap();
+    assert_eq!(config.audit.postgres_schema, "audit_a");
+    let error = Gateway::new(config)
+        .err()
+        .expect("the variable is not set")
+        .to_string();
+    assert!(error.contains("audit.postgres_url"), "{error}");
+
+    let secret = "postgres://u:hunter2-secret@127.0.0.1:1/db";
+    let mut config = config_for(&upstream);
+    config.audit.path = dir.path().join("b.db");
+    config.audit.postgres_url = Some(SecretRef::Literal(Secret::new(secret)));
+    config.audit.postgres_schema = "Bad-Name".into();
+    let error = Gateway::new(config.clone())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("audit.postgres_schema"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+    assert!(!format!("{config:?}").contains("hunter2"));
+
+    config.audit.postgres_url = Some(SecretRef::Literal(Secret::new("mysql://hunter2@x")));
+    config.audit.postgres_schema = "llm_gateway".into();
+    let error = Gateway::new(config).err().expect("refused").to_string();
+    assert!(
+        error.contains("audit.postgres_url") && !error.contains("hunter2"),
+        "{error}"
+    );
+}
