@@ -19,6 +19,20 @@
 //! retention (`[audit] retention_days`) drops whole partitions (no `DELETE`).
 //! `/gateway/audit` then answers from PostgreSQL ([`PgAudit::page`]), so every replica
 //! answers the same.
+//!
+//! # Limits
+//!
+//! - The spool keeps its own retention: `[audit] retention_days` and `max_db_bytes`
+//!   prune it by age and size whether or not a row was shipped. An outage longer than
+//!   the retention, or one that fills `max_db_bytes`, loses the oldest unshipped
+//!   records; the shipper goes on with the next `seq` it finds. Size the spool for the
+//!   longest outage to ride out.
+//! - Records older than `retention_days` when they are shipped are skipped (their
+//!   month would be dropped at once).
+//! - The cursor belongs to the spool, not to a database: pointing a spool at another
+//!   database ships only what came after the cursor (delete `<path>.pg-cursor` to
+//!   send everything again; PostgreSQL ignores what it already has).
+//! - No TLS: use a loopback or otherwise trusted network to PostgreSQL.
 
 mod cursor;
 mod month;
