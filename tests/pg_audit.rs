@@ -36,6 +36,8 @@ fn pg_url() -> Option<String> {
 struct TestSchema {
     url: String,
     name: String,
+    /// One connection of the test's own, opened on first use (polling opens no more).
+    conn: tokio::sync::OnceCell<tokio_postgres::Client>,
 }
 
 impl TestSchema {
@@ -44,20 +46,26 @@ impl TestSchema {
         TestSchema {
             url: url.to_owned(),
             name: format!("t_{id}"),
+            conn: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// A client of the test's own, its `search_path` on the schema.
-    async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+    /// The test's own client, its `search_path` on the schema.
+    async fn client(&self) -> &tokio_postgres::Client {
+        self.conn
+            .get_or_init(|| async {
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("SET search_path TO {}", self.name))
+                    .await
+                    .unwrap();
+                client
+            })
             .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("SET search_path TO {}", self.name))
-            .await
-            .unwrap();
-        client
     }
 
     /// The request ids in `audit_records`, each as often as it is stored.
@@ -550,6 +558,7 @@ async fn kill9_child() {
     let schema = TestSchema {
         url: url.clone(),
         name,
+        conn: tokio::sync::OnceCell::new(),
     };
     let upstream = MockUpstream::start().await;
     let config = pg_config(&upstream, Path::new(&spool), &url, &schema);
@@ -595,6 +604,11 @@ async fn a_killed_gateway_loses_no_spooled_record() {
     assert!(!child.wait().unwrap().success());
     assert!(spooled, "the child exited before spooling");
 
+    let before = schema.stored_ids().await.len();
+    // A restart on the same spool (its store recovers the WAL the kill left) ships
+    // what was left, each record once.
+    let upstream = MockUpstream::start().await;
+    let (_gateway, _gw, _task) = start(pg_config(&upstream, &spool, &url, &schema)).await;
     let in_spool: Vec<String> = llm_gateway::audit::AuditReader::new(&spool)
         .query_after(0, 1000)
         .unwrap()
@@ -602,11 +616,7 @@ async fn a_killed_gateway_loses_no_spooled_record() {
         .map(|(_, record)| record.request_id)
         .collect();
     assert_eq!(in_spool.len(), KILLED_REQUESTS, "every record was spooled");
-    let before = schema.stored_ids().await.len();
     println!("{before} of {KILLED_REQUESTS} records had reached PostgreSQL at the kill");
-    // A restart on the same spool ships what was left, each record once.
-    let upstream = MockUpstream::start().await;
-    let (_gateway, _gw, _task) = start(pg_config(&upstream, &spool, &url, &schema)).await;
     schema.wait_for(&in_spool).await;
 }
 

@@ -182,12 +182,13 @@ impl Run {
             .collect();
         self.pg.ship(&records).await.map_err(|e| e.to_string())?;
         self.seq = last;
-        self.status.shipped_seq.store(last, Ordering::Release);
         if let Err(error) = self.cursor.store(last) {
             // Shipping goes on; after a restart the records since the last stored
             // cursor are sent again, and PostgreSQL ignores them.
             tracing::warn!(%error, path = %self.cursor.path().display(), "cannot store the audit cursor");
         }
+        // After the side file: a reader that sees the new seq finds it stored too.
+        self.status.shipped_seq.store(last, Ordering::Release);
         Ok(true)
     }
 
