@@ -478,6 +478,12 @@ pub struct AuditConfig {
     pub retention_days: Option<u32>,
     /// The store is pruned, oldest records first, to stay under this many bytes.
     pub max_db_bytes: Option<u64>,
+    /// PostgreSQL to ship every record to (usually `env:DATABASE_URL`; a secret, never
+    /// logged). The file at `path` is then the replica's spool, and `/gateway/audit`
+    /// answers from PostgreSQL.
+    pub postgres_url: Option<SecretRef>,
+    /// The PostgreSQL schema the audit tables live in (default `llm_gateway`).
+    pub postgres_schema: String,
 }
 
 impl Default for AuditConfig {
@@ -490,6 +496,8 @@ impl Default for AuditConfig {
             max_body_bytes: 1024 * 1024,
             retention_days: None,
             max_db_bytes: None,
+            postgres_url: None,
+            postgres_schema: "llm_gateway".into(),
         }
     }
 }

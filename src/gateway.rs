@@ -28,6 +28,7 @@ use crate::record::{
     AuditOptions, AuditRecordSink, BudgetRecordSink, MetricsRecordSink, RecordLayer,
 };
 use crate::route::{ConfigRoutePolicy, RouteLayer};
+use crate::ship::{PgAudit, Shipper};
 use crate::timeout::TimeoutLayer;
 use crate::usage::{OnCost, OnUsage, UsageLayer, UsageReport};
 use std::collections::HashMap;
@@ -196,6 +197,21 @@ impl GatewayBuilder {
         let record = RecordLayer::new()
             .sink(BudgetRecordSink::new())
             .sink(MetricsRecordSink::new(metrics.clone()));
+        let pg_url = config
+            .audit
+            .postgres_url
+            .as_ref()
+            .map(|url| url.resolve("audit.postgres_url"))
+            .transpose()?;
+        // One connection for `/gateway/audit`, another for the shipper's thread.
+        let open_pg = || -> Result<Option<Arc<PgAudit>>, ConfigError> {
+            pg_url
+                .as_ref()
+                .map(|url| PgAudit::new(url, &config.audit.postgres_schema).map(Arc::new))
+                .transpose()
+        };
+        let audit_pg = open_pg()?;
+        let mut audit_shipper = None;
         let (audit_store, record) = match (self.audit_sink, config.audit.enabled) {
             (Some(sink), _) => (None, record.sink(AuditRecordSink::new(sink, options))),
             (None, true) => {
@@ -206,6 +222,18 @@ impl GatewayBuilder {
                     ConfigError::at("audit.path", format!("cannot open the audit store: {e}"))
                 })?;
                 let store = Arc::new(store);
+                if let Some(pg) = open_pg()? {
+                    // The file is this replica's spool; the shipper moves it on.
+                    let shipper =
+                        Shipper::start(pg, store.reader().clone(), config.audit.retention_days)
+                            .map_err(|e| {
+                                ConfigError::at(
+                                    "audit.postgres_url",
+                                    format!("cannot start the audit shipper: {e}"),
+                                )
+                            })?;
+                    audit_shipper = Some(shipper);
+                }
                 metrics.watch_audit(store.clone());
                 let sink = AuditRecordSink::new(store.clone(), options);
                 (Some(store), record.sink(sink))
@@ -239,6 +267,8 @@ impl GatewayBuilder {
             metrics,
             health,
             audit: audit_store,
+            audit_pg,
+            audit_shipper,
             admin_token,
             key_sources,
             keys,

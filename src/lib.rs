@@ -138,6 +138,7 @@ pub mod record;
 pub mod request_id;
 pub mod route;
 mod serve;
+pub mod ship;
 pub mod sse;
 pub mod timeout;
 pub mod usage;

@@ -1,8 +1,11 @@
-//! `GET /gateway/audit`: pages of audit records.
+//! `GET /gateway/audit`: pages of audit records, from PostgreSQL when
+//! `[audit] postgres_url` is set (every replica answers the same), else from the
+//! SQLite store.
 
 use super::{gateway_error, AdminState};
 use crate::audit::AuditQuery;
 use crate::request_id::RequestId;
+use crate::ship::PgError;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -28,6 +31,34 @@ pub(super) async fn records(
     id: RequestId,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> axum::response::Response {
+    if let Some(pg) = state.audit_pg.clone() {
+        return match query {
+            Ok(axum::extract::Query(query)) => match pg.page(&query).await {
+                Ok(page) => Json(page).into_response(),
+                Err(PgError::Invalid(error)) => gateway_error(
+                    &id,
+                    http::StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &error.to_string(),
+                ),
+                Err(error @ PgError::Unavailable(_)) => {
+                    tracing::warn!(%error, "audit query failed");
+                    gateway_error(
+                        &id,
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "api_error",
+                        "the audit database is unavailable",
+                    )
+                }
+            },
+            Err(rejection) => gateway_error(
+                &id,
+                http::StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &rejection.body_text(),
+            ),
+        };
+    }
     let Some(store) = state.audit.clone() else {
         return gateway_error(
             &id,

@@ -32,6 +32,10 @@ pub(crate) struct AdminState {
     pub(crate) metrics: GatewayMetrics,
     pub(crate) health: Arc<ProviderHealth>,
     pub(crate) audit: Option<Arc<AuditStore>>,
+    /// The audit trail in PostgreSQL: `/gateway/audit` reads it when set.
+    pub(crate) audit_pg: Option<Arc<crate::ship::PgAudit>>,
+    /// Ships this replica's spool into PostgreSQL while the gateway lives.
+    pub(crate) audit_shipper: Option<crate::ship::Shipper>,
     pub(crate) admin_token: Option<Secret>,
     /// Where each provider's key comes from, for `/gateway/health` (never the key).
     pub(crate) key_sources: KeySources,

@@ -86,6 +86,12 @@ impl Gateway {
         Ok(())
     }
 
+    /// The audit shipper's progress, when `[audit] postgres_url` is set and records
+    /// are spooled in the SQLite file.
+    pub fn audit_shipper(&self) -> Option<&crate::ship::ShipperStatus> {
+        self.state.audit_shipper.as_ref().map(|s| s.status())
+    }
+
     /// Wait until every audit record handed to the store so far is committed.
     pub async fn flush_audit(&self) {
         if let Some(store) = self.state.audit.clone() {
