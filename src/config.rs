@@ -66,6 +66,9 @@ pub struct Config {
     /// How fallback holds a stream before its first content event.
     #[serde(default)]
     pub fallback: FallbackConfig,
+    /// State shared by several replicas.
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -522,6 +525,20 @@ impl Default for FallbackConfig {
     }
 }
 
+/// `[state]`: what replicas share.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// The Redis that holds budgets, reservations and rate limits for every replica
+    /// (`env:NAME`, `credential:NAME` or the URL itself; it may hold a password and is
+    /// never logged). Absent: this process's memory, its spend journalled beside the
+    /// key store.
+    pub redis_url: Option<SecretRef>,
+    /// What a request of a key or team with limits gets while Redis is unreachable:
+    /// `deny` (503, the default) or `allow` (admitted, limits not enforced).
+    pub on_unavailable: crate::budget::OnUnavailable,
+}
+
 /// Where a secret comes from: `env:NAME`, `credential:NAME`, or the literal value.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "String")]
@@ -606,6 +623,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             pricing: BTreeMap::new(),
             fallback: FallbackConfig::default(),
+            state: StateConfig::default(),
         }
     }
 }

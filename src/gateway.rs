@@ -12,7 +12,7 @@ pub use running::Gateway;
 use crate::admin::{self, AdminState, KeySources};
 use crate::audit::{AuditSink, AuditStore, AuditStoreConfig};
 use crate::auth::AuthLayer;
-use crate::budget::{Ledger, MemoryLedger, Refusal, SpendJournal};
+use crate::budget::{Ledger, MemoryLedger, RedisLedger, Refusal, SpendJournal};
 use crate::config::{Config, ConfigError, ProviderKind, SecretRef};
 use crate::edge;
 use crate::error_response::ErrorResponseLayer;
@@ -170,9 +170,15 @@ impl GatewayBuilder {
             log_response_bodies: config.audit.log_response_bodies,
             max_body_bytes: config.audit.max_body_bytes,
         };
-        let ledger = match (self.ledger, &config.auth) {
-            (Some(ledger), _) => ledger,
-            (None, Some(auth)) => {
+        let ledger = match (self.ledger, &config.auth, &config.state.redis_url) {
+            (Some(ledger), _, _) => ledger,
+            (None, _, Some(url)) => {
+                let url = url.resolve("state.redis_url")?;
+                let ledger = RedisLedger::new(url.expose(), config.state.on_unavailable)
+                    .map_err(|e| ConfigError::at("state.redis_url", e.0))?;
+                Arc::new(ledger) as Arc<dyn Ledger>
+            }
+            (None, Some(auth), None) => {
                 let journal = SpendJournal::open(&auth.store_path).map_err(|e| {
                     ConfigError::at(
                         "auth.store_path",
@@ -184,7 +190,7 @@ impl GatewayBuilder {
                 })?;
                 Arc::new(MemoryLedger::new().with_journal(journal)) as Arc<dyn Ledger>
             }
-            (None, None) => Arc::new(MemoryLedger::new()),
+            (None, None, None) => Arc::new(MemoryLedger::new()),
         };
         metrics.watch_budgets(keys.clone(), ledger.clone());
         let govern = {

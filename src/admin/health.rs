@@ -11,7 +11,8 @@ use std::sync::Arc;
 /// and the audit store writes; `degraded` when some provider is skipped or audit
 /// writes are failing (`audit.healthy` is then false and `audit.error` says why:
 /// requests are still served, their records are held in memory, bounded, and
-/// retried); `unhealthy` when no provider is available.
+/// retried) or the shared budget ledger (Redis) is unreachable (`budgets.healthy` is
+/// then false); `unhealthy` when no provider is available.
 pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let config = &state.config;
     let snapshot = state
@@ -22,7 +23,10 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoRes
     // Failing audit writes degrade the gateway: requests are served, but their
     // records are only held in memory until the store can write again.
     let audit_healthy = audit_stats.is_none_or(|stats| !stats.failing);
-    let status = if up == snapshot.len() && audit_healthy {
+    // A shared ledger that cannot answer degrades it too: requests with limits get
+    // `[state] on_unavailable`.
+    let ledger_healthy = state.ledger.healthy();
+    let status = if up == snapshot.len() && audit_healthy && ledger_healthy {
         "healthy"
     } else if up > 0 {
         "degraded"
@@ -50,6 +54,10 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoRes
             .map(|(name, source)| (name.clone(), serde_json::Value::from(*source)))
             .collect::<serde_json::Map<_, _>>(),
         "auth": config.auth.is_some(),
+        "budgets": {
+            "shared": config.state.redis_url.is_some(),
+            "healthy": ledger_healthy,
+        },
         "audit": {
             "enabled": config.audit.enabled,
             "log_request_bodies": config.audit.log_request_bodies,

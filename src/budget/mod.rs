@@ -28,6 +28,7 @@
 mod clock;
 mod journal;
 mod memory;
+mod redis;
 mod reservation;
 mod scope;
 mod spend;
@@ -36,6 +37,7 @@ mod window;
 pub use clock::{Clock, SystemClock, TestClock};
 pub use journal::SpendJournal;
 pub use memory::MemoryLedger;
+pub use redis::{OnUnavailable, RedisLedger};
 pub use reservation::{AttemptRefused, Reservation};
 pub use scope::{Budget, Limits, Scope, ScopeKind};
 pub use window::{Period, Window};
@@ -183,6 +185,11 @@ pub trait Ledger: Send + Sync + 'static {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+
+    /// Whether the backend answers now (`/gateway/health` says `degraded` when not).
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
@@ -216,5 +223,9 @@ impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
 
     fn now(&self) -> SystemTime {
         (**self).now()
+    }
+
+    fn healthy(&self) -> bool {
+        (**self).healthy()
     }
 }
