@@ -815,6 +815,32 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[test]
+    fn state_names_redis_and_what_a_limited_request_gets_without_it() {
+        let config = Config::from_toml_str(
+            "[state]\nredis_url = \"redis://:pw-secret@10.0.0.5:6379\"\non_unavailable = \"allow\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.state.on_unavailable,
+            crate::budget::OnUnavailable::Allow
+        );
+        assert!(!format!("{config:?}").contains("pw-secret"));
+        let default = Config::from_toml_str("").unwrap();
+        assert!(default.state.redis_url.is_none());
+        assert_eq!(
+            default.state.on_unavailable,
+            crate::budget::OnUnavailable::Deny
+        );
+        let error = Config::from_toml_str("[state]\non_unavailable = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("maybe") && error.contains("on_unavailable"),
+            "{error}"
+        );
+    }
+
     const FULL_EXAMPLE: &str = r#"
 listen = "127.0.0.1:8788"
 admin_token = "env:GATEWAY_ADMIN_TOKEN"

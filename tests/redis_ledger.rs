@@ -80,7 +80,11 @@ fn settled(cost: u128, tokens: u64) -> Settlement {
 }
 
 async fn admitted(ledger: &dyn Ledger, admission: Admission) -> bool {
-    ledger.admit(admission).await.expect("the ledger answers").is_ok()
+    ledger
+        .admit(admission)
+        .await
+        .expect("the ledger answers")
+        .is_ok()
 }
 
 /// Both backends on a test clock at [`start`]: the memory ledger always, Redis when set.
@@ -541,16 +545,16 @@ async fn two_gateways_on_one_redis_share_one_budget() {
     let Some(redis) = redis_url() else { return };
     let upstream = MockUpstream::start().await;
     let key = unique("ci");
-    // Each request reserves about $0.0006 and costs $0.00021: two fit $0.001, a third
-    // does not, whichever replica it comes to.
-    let limits = "budget_usd = 0.001\nbudget_period = \"total\"";
+    // Each request reserves up to $0.001497 and costs $0.00021: two fit $0.0018, a
+    // third does not, whichever replica it comes to.
+    let limits = "budget_usd = 0.0018\nbudget_period = \"total\"";
     let a = Replica::start(&upstream, &redis, &key, limits).await;
     let b = Replica::start(&upstream, &redis, &key, limits).await;
     for _ in 0..3 {
         upstream.push(small_answer());
     }
     let first = a.send(&key).await;
-    assert_eq!(first.status(), 200);
+    assert_eq!(first.status(), 200, "{}", first.text().await.unwrap());
     assert!(first.text().await.unwrap().contains("message_stop"));
     b.wait_spent(&key, "0.00021").await;
     let second = b.send(&key).await;
@@ -561,7 +565,11 @@ async fn two_gateways_on_one_redis_share_one_budget() {
     assert_eq!(third.status(), 402);
     let error: Value = serde_json::from_slice(&third.bytes().await.unwrap()).unwrap();
     assert_eq!(error["error"]["type"], "billing_error");
-    assert_eq!(upstream.requests().len(), 2, "the refused one never went upstream");
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "the refused one never went upstream"
+    );
     let health = b.json("/gateway/health").await;
     assert_eq!(health["budgets"]["healthy"], true, "{health}");
     assert_eq!(health["budgets"]["shared"], true, "{health}");
@@ -616,5 +624,8 @@ async fn a_gateway_whose_redis_is_down_says_degraded_and_answers_503() {
     upstream.push(small_answer());
     let response = unlimited.send(&free).await;
     assert_eq!(response.status(), 200);
-    assert!(upstream.requests().len() == 1, "only the unlimited one went upstream");
+    assert!(
+        upstream.requests().len() == 1,
+        "only the unlimited one went upstream"
+    );
 }

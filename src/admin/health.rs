@@ -11,8 +11,9 @@ use std::sync::Arc;
 /// and the audit store writes; `degraded` when some provider is skipped or audit
 /// writes are failing (`audit.healthy` is then false and `audit.error` says why:
 /// requests are still served, their records are held in memory, bounded, and
-/// retried) or the shared budget ledger (Redis) is unreachable (`budgets.healthy` is
-/// then false); `unhealthy` when no provider is available.
+/// retried) or the shared budget ledger (`[state] redis_url`) is unreachable
+/// (`budgets.healthy`, shown only with a shared ledger, is then false); `unhealthy`
+/// when no provider is available.
 pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let config = &state.config;
     let snapshot = state
@@ -54,10 +55,6 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoRes
             .map(|(name, source)| (name.clone(), serde_json::Value::from(*source)))
             .collect::<serde_json::Map<_, _>>(),
         "auth": config.auth.is_some(),
-        "budgets": {
-            "shared": config.state.redis_url.is_some(),
-            "healthy": ledger_healthy,
-        },
         "audit": {
             "enabled": config.audit.enabled,
             "log_request_bodies": config.audit.log_request_bodies,
@@ -65,6 +62,9 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoRes
             "healthy": audit_healthy,
         },
     });
+    if config.state.redis_url.is_some() {
+        body["budgets"] = json!({ "shared": true, "healthy": ledger_healthy });
+    }
     if let Some(error) = audit_error {
         body["audit"]["error"] = serde_json::Value::String(error);
     }

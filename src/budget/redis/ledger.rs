@@ -1,8 +1,10 @@
 //! [`Ledger`] for [`RedisLedger`]: every operation is queued in call order.
 
 use super::{Open, RedisLedger};
-use crate::budget::{Admission, Ledger, LedgerError, Limits, Refusal, Scope, ScopeUsage, Settlement};
 use crate::budget::Clock;
+use crate::budget::{
+    Admission, Ledger, LedgerError, Limits, Refusal, Scope, ScopeUsage, Settlement,
+};
 use crate::pricing::Money;
 use futures_util::future::{ready, BoxFuture};
 use std::sync::atomic::Ordering;

@@ -192,7 +192,10 @@ impl Inner {
         &self,
         invocation: ::redis::ScriptInvocation<'_>,
     ) -> Result<T, LedgerError> {
-        let down = *self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let down = *self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if down.is_some_and(|until| Instant::now() < until) {
             return Err(LedgerError(
                 "Redis is unreachable (it failed under a second ago)".into(),
@@ -200,8 +203,7 @@ impl Inner {
         }
         let mut connection = self.connection()?;
         let answer =
-            tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut connection))
-                .await;
+            tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut connection)).await;
         let result = match answer {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(LedgerError(format!("Redis: {error}"))),
@@ -211,8 +213,12 @@ impl Inner {
             ))),
         };
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        *self.down_until.lock().unwrap_or_else(PoisonError::into_inner) =
-            result.is_err().then(|| Instant::now() + RETRY_AFTER_FAILURE);
+        *self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = result
+            .is_err()
+            .then(|| Instant::now() + RETRY_AFTER_FAILURE);
         result
     }
 

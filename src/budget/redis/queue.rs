@@ -51,9 +51,8 @@ impl Queue {
                 Err(mpsc::error::TrySendError::Closed(job)) => job,
             },
         };
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            LedgerError("the Redis ledger needs a tokio runtime".into())
-        })?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| LedgerError("the Redis ledger needs a tokio runtime".into()))?;
         let (tx, mut rx) = mpsc::channel::<Job>(DEPTH);
         runtime.spawn(async move {
             while let Some(job) = rx.recv().await {

@@ -1,7 +1,7 @@
 //! Reading the scripts' replies.
 
-use crate::budget::{Limits, Refusal, RefusalReason, Scope};
 use crate::budget::LedgerError;
+use crate::budget::{Limits, Refusal, RefusalReason, Scope};
 use crate::pricing::Money;
 use ::redis::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,7 +53,9 @@ pub(super) fn refusal(
             },
         ) => {
             let needed = match growth {
-                Some(()) => Money::from_picos(cost.picos().saturating_sub(money(&field(5)).picos())),
+                Some(()) => {
+                    Money::from_picos(cost.picos().saturating_sub(money(&field(5)).picos()))
+                }
                 None => cost,
             };
             refused(
@@ -90,6 +92,7 @@ pub(super) fn time(millis_text: &str) -> SystemTime {
 }
 
 pub(super) fn millis(at: SystemTime) -> u128 {
-    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
 }
-
