@@ -1,26 +1,5 @@
-//! [`RedisLedger`]: the ledger in one Redis, shared by every replica of the gateway.
-//!
-//! Built on the `redis` crate's `ConnectionManager` (maintained, tokio-native, and it
-//! reconnects on its own after Redis comes back).
-//!
-//! Each operation is one Lua script, atomic on the server; the windows, the rate-limit
-//! minute and the leases follow the server's `TIME`, so replicas with skewed clocks still
-//! agree. Every key of one scope shares one hash tag (`{lg:key:NAME}`, `{lg:team:NAME}`)
-//! and each request has its own (`{lg:req:ID}`); an admission touches the request's tag
-//! and every scope's. That is the one-node design: on Redis Cluster, the key, its team
-//! and the request would have to hash to one slot, which these keys do not promise.
-//!
-//! Money is integer pico-dollars, added with Redis's 64-bit `INCRBY` and compared in Lua
-//! as (dollars, picos) pairs, never as a double: nothing is lost. A counter holds up to
-//! 2^62 pico-dollars (about $4.6 million) in one window; larger amounts are cut to that.
-//!
-//! Expired leases are swept inside every script that touches a scope: each scope keeps its
-//! open reservations (request id → amount) and their expiry times, so a crashed replica's
-//! holds are given back.
-//!
-//! `settle` cannot wait: it spawns one short task per request on the tokio runtime.
-//! Growing a reservation for a fallback attempt needs an answer at once, which a remote
-//! ledger cannot give: such an attempt is refused (it never overshoots).
+//! [`RedisLedger`]: the ledger in one Redis, shared by every replica of the gateway
+//! (how it works is on the type).
 
 mod keys;
 mod ledger;
@@ -69,7 +48,38 @@ pub enum OnUnavailable {
     Allow,
 }
 
-/// The ledger of every replica that shares one Redis; see the [module docs](self).
+/// The ledger of every replica that shares one Redis.
+///
+/// Built on the `redis` crate's `ConnectionManager` (maintained, tokio-native, and it
+/// reconnects on its own after Redis comes back).
+///
+/// Each operation is one Lua script, atomic on the server; the windows, the rate-limit
+/// minute and the leases follow the server's `TIME`, so replicas with skewed clocks still
+/// agree. Every key of one scope shares one hash tag (`{lg:key:NAME}`, `{lg:team:NAME}`)
+/// and each request has its own (`{lg:req:ID}`); an admission touches the request's tag
+/// and every scope's. That is the one-node design: on Redis Cluster, the key, its team
+/// and the request would have to hash to one slot, which these keys do not promise.
+///
+/// Money is integer pico-dollars, added with Redis's 64-bit `INCRBY` and compared in Lua
+/// as (dollars, picos) pairs, never as a double: nothing is lost. One amount (a limit, a
+/// bound, a cost) is cut to 2^62 pico-dollars (about $4.6 million); a window's counter
+/// holds up to 2^63 - 1 (about $9.2 million), past which Redis refuses to add.
+///
+/// Expired leases are swept inside every script that touches a scope: each scope keeps its
+/// open reservations (request id → amount) and their expiry times, so a crashed replica's
+/// holds are given back.
+///
+/// Every operation is queued when it is called, on one bounded channel to one task per
+/// ledger that sends them to Redis in call order: `settle` (which cannot wait) takes
+/// effect before anything this replica asks after it. A full queue fails an operation at
+/// once; so does Redis for a second after it failed to answer within the timeout
+/// (default 2 s), so a dead Redis does not hold every request behind it. A settle that
+/// fails is logged, and its reservation is given back when its lease expires (its cost
+/// is then not charged).
+/// Admissions whose scopes have no limit are answered at once without Redis (and
+/// charged there when they settle), so they are unaffected while Redis is down.
+/// Growing a reservation for a fallback attempt needs an answer at once, which a remote
+/// ledger cannot give: such an attempt is refused (it never overshoots).
 pub struct RedisLedger {
     inner: Arc<Inner>,
 }
@@ -153,7 +163,7 @@ impl RedisLedger {
     }
 
     /// Read the time from `clock` instead of the server's `TIME`, in the scripts as in
-    /// [`Ledger::now`]: lets a test cross a window or a minute without waiting.
+    /// [`Ledger::now`](crate::budget::Ledger::now): lets a test cross a window or a minute without waiting.
     pub fn with_test_clock(mut self, clock: TestClock) -> Self {
         self.inner_mut().test_clock = Some(clock);
         self

@@ -45,4 +45,5 @@ for _, h in ipairs(held) do
   redis.call('ZADD', S .. ':exp', now + lease, id)
 end
 redis.call('HSET', R, 'cost', cost, 'tokens', tok)
+redis.call('PEXPIRE', R, int(2 * lease + 60000))
 return {'ok', int(now)}
