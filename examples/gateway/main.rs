@@ -40,8 +40,8 @@ struct Cli {
     /// HTTP libraries' noise; `RUST_LOG` still wins when set.
     #[arg(short, long, global = true)]
     verbose: bool,
-    /// TOML configuration file, for serving, `start` and `logs` (give it before the
-    /// command: `--config gateway.toml start`).
+    /// TOML configuration file (every key: docs/configuration.md), for serving, `start`
+    /// and `logs` (give it before the command: `--config gateway.toml start`).
     #[arg(long, env = "LLM_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on (overrides the config), for serving and `start`; port 0
