@@ -642,3 +642,61 @@ async fn the_daemon_exports_prometheus_text_with_histograms() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_background_daemon_keeps_its_files_in_its_home_and_logs_finds_them() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("gateway.toml"),
+        "[audit]\npath = \"audit.db\"\n[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let in_dir = |dir: &std::path::Path, args: &[&str]| {
+        Command::new(gateway_binary())
+            .args(args)
+            .current_dir(dir)
+            .env("LLM_GATEWAY_HOME", home.path())
+            .env_remove("LLM_GATEWAY_CONFIG")
+            .env_remove("ANTHROPIC_API_KEY")
+            .output()
+            .unwrap()
+    };
+    // Started with a config path relative to the working directory...
+    let out = in_dir(
+        work.path(),
+        &[
+            "--config",
+            "gateway.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "start",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...its relative audit path lands in the home, not here.
+    assert!(home.path().join("audit.db").exists());
+    assert!(!work.path().join("audit.db").exists());
+    // `logs` run from the working directory finds it there.
+    let out = in_dir(work.path(), &["--config", "gateway.toml", "logs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(home.path().join("gateway.log")).unwrap();
+    assert!(
+        log.contains("started") && !log.contains('\u{1b}'),
+        "plain text: {log}"
+    );
+    let out = in_dir(work.path(), &["stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

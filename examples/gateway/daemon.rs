@@ -163,6 +163,10 @@ pub(crate) fn start(config: &llm_gateway::Config) -> ExitCode {
         .skip(1)
         .filter(|arg| arg != "start")
         .collect();
+    // The child runs in the home, so relative paths in the config (the audit store, the
+    // key store) land there, where `logs` finds them; the config file itself is named
+    // by its absolute path.
+    absolute_config_arg(&mut args);
     if !args
         .iter()
         .any(|a| a == "--listen" || a.starts_with("--listen="))
@@ -173,7 +177,13 @@ pub(crate) fn start(config: &llm_gateway::Config) -> ExitCode {
     args.push("serve".into());
     args.push("--write-state".into());
     let mut command = Command::new(exe);
+    if let Some(config) = std::env::var_os("LLM_GATEWAY_CONFIG") {
+        if let Ok(config) = std::path::absolute(config) {
+            command.env("LLM_GATEWAY_CONFIG", config);
+        }
+    }
     command
+        .current_dir(&home)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -366,6 +376,24 @@ pub(crate) fn credentials(command: &CredentialsCommand) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Turn the value of `--config PATH` (or `--config=PATH`) in `args` into an absolute path.
+fn absolute_config_arg(args: &mut [String]) {
+    let absolute = |path: &str| {
+        std::path::absolute(path).map_or_else(|_| path.to_owned(), |p| p.display().to_string())
+    };
+    let mut next_is_config = false;
+    for arg in args.iter_mut() {
+        if next_is_config {
+            *arg = absolute(arg);
+            next_is_config = false;
+        } else if arg == "--config" {
+            next_is_config = true;
+        } else if let Some(path) = arg.strip_prefix("--config=") {
+            *arg = format!("--config={}", absolute(path));
         }
     }
 }

@@ -60,7 +60,8 @@ enum Command {
         #[arg(long, hide = true)]
         write_state: bool,
     },
-    /// Start the gateway in the background; its output goes to `gateway.log` in the home directory.
+    /// Start the gateway in the background, in its home directory (relative paths in the
+    /// config resolve there); its output goes to `gateway.log` in that directory.
     Start,
     /// Stop the background gateway (SIGTERM, then wait for it to drain).
     Stop,
@@ -169,10 +170,20 @@ fn main() -> ExitCode {
 }
 
 fn logs(config: &Config, query: AuditQuery, follow: bool, json: bool) -> ExitCode {
-    let path = &config.audit.path;
+    // A relative path is where the foreground gateway ran (here), else in the home,
+    // where the background one (`start`) runs.
+    let in_home = llm_gateway::credentials::gateway_home()
+        .ok()
+        .map(|home| home.join(&config.audit.path));
+    let path = match in_home {
+        Some(in_home) if !config.audit.path.exists() && in_home.exists() => in_home,
+        _ => config.audit.path.clone(),
+    };
+    let path = &path;
     if !path.exists() {
         eprintln!(
-            "error: no audit store at {} (set [audit] path, or run from the gateway's directory)",
+            "error: no audit store at {} (nor in the gateway's home; set [audit] path, or run \
+             from the directory the gateway ran in)",
             path.display()
         );
         return ExitCode::FAILURE;
