@@ -27,6 +27,15 @@ impl ConfigError {
     pub fn at(key: &str, message: impl fmt::Display) -> Self {
         Self(format!("config key `{key}`: {message}"))
     }
+
+    /// `Ok` when `errors` is empty, else one error listing each, a line apiece.
+    fn all(errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = errors.into_iter().map(|e| e.0).collect();
+        Err(ConfigError(lines.join("\n")))
+    }
 }
 
 /// The whole configuration file.
@@ -675,8 +684,9 @@ impl Config {
 
     /// Check cross-references and values; the message names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
         if self.providers.is_empty() {
-            return Err(ConfigError::at(
+            errors.push(ConfigError::at(
                 "providers",
                 "at least one provider is needed",
             ));
@@ -684,13 +694,13 @@ impl Config {
         for (name, provider) in &self.providers {
             let key = format!("providers.{name}.base_url");
             if !matches!(provider.base_url.scheme(), "http" | "https") {
-                return Err(ConfigError::at(&key, "must be an http or https URL"));
+                errors.push(ConfigError::at(&key, "must be an http or https URL"));
             }
             if provider.base_url.host_str().is_none() {
-                return Err(ConfigError::at(&key, "has no host"));
+                errors.push(ConfigError::at(&key, "has no host"));
             }
             if provider.kind == ProviderKind::AzureOpenai && provider.deployment.is_none() {
-                return Err(ConfigError::at(
+                errors.push(ConfigError::at(
                     &format!("providers.{name}.deployment"),
                     "is required for kind = \"azure-openai\"",
                 ));
@@ -707,22 +717,30 @@ impl Config {
             }
         };
         if let Some(name) = &self.routing.default_provider {
-            known("routing.default_provider", name)?;
+            if let Err(error) = known("routing.default_provider", name) {
+                errors.push(error);
+            }
         }
         for name in &self.routing.fallback_chain {
-            known("routing.fallback_chain", name)?;
+            if let Err(error) = known("routing.fallback_chain", name) {
+                errors.push(error);
+            }
         }
         for (agent, target) in &self.routing.agent_types {
-            known(
+            if let Err(error) = known(
                 &format!("routing.agent_types.{agent}.provider"),
                 &target.provider,
-            )?;
+            ) {
+                errors.push(error);
+            }
         }
         for (i, rule) in self.routing.models.iter().enumerate() {
-            known(&format!("routing.models[{i}].provider"), &rule.provider)?;
+            if let Err(error) = known(&format!("routing.models[{i}].provider"), &rule.provider) {
+                errors.push(error);
+            }
         }
         if self.limits.max_request_bytes == 0 {
-            return Err(ConfigError::at(
+            errors.push(ConfigError::at(
                 "limits.max_request_bytes",
                 "must be positive",
             ));
@@ -746,15 +764,61 @@ impl Config {
             ),
         ] {
             if value == 0 {
-                return Err(ConfigError::at(key, "must be positive"));
+                errors.push(ConfigError::at(key, "must be positive"));
             }
         }
         if self.fallback.max_hold_ms == 0 {
-            return Err(ConfigError::at("fallback.max_hold_ms", "must be positive"));
+            errors.push(ConfigError::at("fallback.max_hold_ms", "must be positive"));
         }
-        self.key_infos()?;
-        self.team_infos()?;
-        self.check_no_empty_secrets()
+        errors.extend(self.key_infos().err());
+        errors.extend(self.team_infos().err());
+        errors.extend(self.check_no_empty_secrets().err());
+        ConfigError::all(errors)
+    }
+
+    /// Check that every `env:` secret's variable is set, naming each one that is not (all
+    /// of them at once, so one start finds them all).
+    pub fn check_env_secrets(&self) -> Result<(), ConfigError> {
+        ConfigError::all(self.unset_env_secrets())
+    }
+
+    /// Every `env:` secret whose variable is unset or empty, each naming its key.
+    fn unset_env_secrets(&self) -> Vec<ConfigError> {
+        let mut secrets: Vec<(String, &SecretRef)> = Vec::new();
+        secrets.extend(
+            self.admin_token
+                .iter()
+                .map(|s| ("admin_token".to_owned(), s)),
+        );
+        if let Some(auth) = &self.auth {
+            for (i, key) in auth.client_keys.iter().enumerate() {
+                secrets.push((format!("auth.client_keys[{i}].key"), &key.key));
+            }
+        }
+        for (name, provider) in &self.providers {
+            if let Some(key) = &provider.api_key {
+                secrets.push((format!("providers.{name}.api_key"), key));
+            }
+        }
+        secrets.extend(
+            self.state
+                .redis_url
+                .iter()
+                .map(|s| ("state.redis_url".to_owned(), s)),
+        );
+        secrets.extend(
+            self.audit
+                .postgres_url
+                .iter()
+                .map(|s| ("audit.postgres_url".to_owned(), s)),
+        );
+        secrets
+            .into_iter()
+            .filter_map(|(key, secret)| match secret {
+                SecretRef::Env(_) => secret.resolve(&key).err(),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The config file's client keys as the registry holds them (values left out),
@@ -814,6 +878,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_config_error_is_reported_at_once() {
+        let providers = "[providers.a]\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:1\"\n\
+             api_key = \"env:LLM_GATEWAY_UNSET_A\"\n\
+             [providers.b]\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:2\"\n\
+             api_key = \"env:LLM_GATEWAY_UNSET_B\"\n";
+        let invalid = Config::from_toml_str(&format!(
+            "[timeouts]\nidle_ms = 0\n[fallback]\nmax_hold_ms = 0\n{providers}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            invalid.contains("timeouts.idle_ms") && invalid.contains("fallback.max_hold_ms"),
+            "{invalid}"
+        );
+        let config = Config::from_toml_str(&format!(
+            "admin_token = \"env:LLM_GATEWAY_UNSET_ADMIN\"\n{providers}"
+        ))
+        .unwrap();
+        let unset = config.check_env_secrets().unwrap_err().to_string();
+        for name in [
+            "LLM_GATEWAY_UNSET_ADMIN",
+            "LLM_GATEWAY_UNSET_A",
+            "LLM_GATEWAY_UNSET_B",
+        ] {
+            assert!(unset.contains(name), "{unset}");
+        }
+        assert_eq!(unset.lines().count(), 3);
+    }
 
     #[test]
     fn state_names_redis_and_what_a_limited_request_gets_without_it() {

@@ -138,6 +138,7 @@ impl GatewayBuilder {
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let config = self.config;
         config.validate()?;
+        config.check_env_secrets()?;
         let client = match self.http_client {
             Some(client) => client,
             None => provider::http_client(&config.timeouts).map_err(|e| {
