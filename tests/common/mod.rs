@@ -247,7 +247,7 @@ pub async fn read_events(response: &mut reqwest::Response, buffer: &mut String, 
 }
 
 /// How many events of `events` go out before the gateway commits: up to and including
-/// the first content event (SPEC §4); the ones before it are held until then.
+/// the first content event; the ones before it are held until then.
 pub fn through_commit(events: &[String]) -> usize {
     events
         .iter()
