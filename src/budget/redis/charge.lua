@@ -4,15 +4,6 @@
 local now = now_ms()
 local id, cost, tok = ARGV[2], ARGV[3], ARGV[4]
 for i = 1, #KEYS do
-  local S = KEYS[i]
-  for _, period in ipairs(PERIODS) do
-    local k = spend_key(S, period, now)
-    if cost ~= '0' then redis.call('INCRBY', k, cost) end
-    if KEEP[period] and redis.call('EXISTS', k) == 1 then redis.call('EXPIRE', k, KEEP[period]) end
-  end
-  if tok ~= '0' then
-    redis.call('ZADD', S .. ':chg', now, tok .. ':' .. id)
-    redis.call('PEXPIRE', S .. ':chg', 120000)
-  end
+  charge(KEYS[i], id, cost, tok, now)
 end
 return 1

@@ -67,6 +67,19 @@ local function spend_key(S, period, now)
 end
 
 -- Give back what request `id` holds in scope S (once: the entry is removed).
+-- Charge `cost` to every window of scope S and its tokens to the minute.
+local function charge(S, id, cost, tok, now)
+  for _, period in ipairs(PERIODS) do
+    local k = spend_key(S, period, now)
+    if cost ~= '0' then redis.call('INCRBY', k, cost) end
+    if KEEP[period] and redis.call('EXISTS', k) == 1 then redis.call('EXPIRE', k, KEEP[period]) end
+  end
+  if tok ~= '0' then
+    redis.call('ZADD', S .. ':chg', now, tok .. ':' .. id)
+    redis.call('PEXPIRE', S .. ':chg', 120000)
+  end
+end
+
 local function release(S, id)
   local entry = redis.call('HGET', S .. ':res', id)
   if entry then

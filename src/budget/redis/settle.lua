@@ -11,15 +11,7 @@ local id, n = f[1], tonumber(f[2])
 for i = 1, n do
   local S = redis.call('HGET', R, 's' .. i)
   release(S, id)
-  for _, period in ipairs(PERIODS) do
-    local k = spend_key(S, period, now)
-    if cost ~= '0' then redis.call('INCRBY', k, cost) end
-    if KEEP[period] and redis.call('EXISTS', k) == 1 then redis.call('EXPIRE', k, KEEP[period]) end
-  end
-  if tok ~= '0' then
-    redis.call('ZADD', S .. ':chg', now, tok .. ':' .. id)
-    redis.call('PEXPIRE', S .. ':chg', 120000)
-  end
+  charge(S, id, cost, tok, now)
 end
 redis.call('HSET', R, 'settled', '1')
 redis.call('PEXPIRE', R, keep)
