@@ -41,6 +41,14 @@ fn answer_events() -> String {
     .collect()
 }
 
+/// One step sending each of `events`.
+fn sends(events: &[String]) -> Vec<Step> {
+    events
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect()
+}
+
 /// A Claude Code-sized request (~50 KB of conversation) asking for `max_tokens` 1,000.
 fn big_body() -> String {
     let history = "Read src/main.rs and explain the error handling. ".repeat(1_000);
@@ -234,16 +242,10 @@ async fn the_cut_at_message_start_lets_in_a_request_the_bound_alone_refuses() {
     let events = split_events(&answer_events());
     let (start_tx, start_rx) = tokio::sync::oneshot::channel();
     let (rest_tx, rest_rx) = tokio::sync::oneshot::channel();
-    let mut steps = vec![
-        Step::Wait(start_rx),
-        Step::Send(events[0].clone().into_bytes()),
-    ];
+    let mut steps = vec![Step::Wait(start_rx)];
+    steps.extend(sends(&events[..1]));
     steps.push(Step::Wait(rest_rx));
-    steps.extend(
-        events[1..]
-            .iter()
-            .map(|e| Step::Send(e.clone().into_bytes())),
-    );
+    steps.extend(sends(&events[1..]));
     upstream.push(Reply::sse(steps));
     upstream.push(Reply::sse_events(&answer_events()));
 
@@ -373,16 +375,9 @@ async fn max_concurrent_holds_until_the_stream_body_ends_client_disconnects_incl
     let gateway = serve(config(&upstream, dir.path(), "max_concurrent = 1"), None).await;
     let events = split_events(&answer_events());
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut steps: Vec<Step> = events[..3]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
+    let mut steps = sends(&events[..3]);
     steps.push(Step::Wait(rx));
-    steps.extend(
-        events[3..]
-            .iter()
-            .map(|e| Step::Send(e.clone().into_bytes())),
-    );
+    steps.extend(sends(&events[3..]));
     upstream.push(Reply::sse(steps));
     let stream_body = messages_body(true);
     let mut open = gateway.send(&stream_body).await;
@@ -402,12 +397,9 @@ async fn max_concurrent_holds_until_the_stream_body_ends_client_disconnects_incl
     tx.send(()).unwrap();
     let rest = open.text().await.unwrap();
     assert!(rest.contains("message_stop"));
-    upstream.push(Reply::sse(vec![
-        Step::Send(events[0].clone().into_bytes()),
-        Step::Send(events[1].clone().into_bytes()),
-        Step::Send(events[2].clone().into_bytes()),
-        Step::Hang,
-    ]));
+    let mut steps = sends(&events[..3]);
+    steps.push(Step::Hang);
+    upstream.push(Reply::sse(steps));
     let mut left = eventually("the slot is free once the body ended", || async {
         let response = gateway.send(&stream_body).await;
         if response.status() == 200 {
