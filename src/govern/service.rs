@@ -152,10 +152,7 @@ fn check_models(ask: &Ask) -> Result<(), Error> {
         return Ok(());
     };
     for (scope, globs) in &ask.charge.models {
-        let allowed = globs
-            .iter()
-            .any(|glob| glob::Pattern::new(glob).is_ok_and(|pattern| pattern.matches(model)));
-        if !allowed {
+        if !crate::keys::globs_allow(Some(globs), model) {
             return Err(Error::new(
                 ErrorKind::Forbidden,
                 format!(

@@ -27,6 +27,7 @@ mod registry;
 mod store;
 mod usd;
 
+pub(crate) use info::globs_allow;
 pub use info::{check_globs, Authenticated, KeyInfo, KeySource, TeamInfo};
 pub use limits::{check_name, parse_period, FieldError, LimitFields};
 pub use registry::{presented_key, AuthFailure, KeyError, KeyPatch, KeyRegistry, NewKey, TeamKeys};
