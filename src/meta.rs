@@ -57,6 +57,10 @@ pub struct RequestMeta {
     pub session: Option<String>,
     /// The top-level `max_tokens`, when it is a whole number.
     pub max_tokens: Option<u64>,
+    /// The request creates or continues an Anthropic server-side thread (a top-level
+    /// `thread` member, the `message-threads-2026-08-12` beta): the conversation lives
+    /// at the provider that holds the thread, so no other provider can serve it.
+    pub server_thread: bool,
     /// How many image and document blocks the body may hold (an upper bound: each
     /// JSON string `"image"` or `"document"` counts).
     pub media_blocks: u32,
@@ -80,6 +84,7 @@ impl RequestMeta {
             team: None,
             session: None,
             max_tokens: None,
+            server_thread: false,
             media_blocks: 0,
             received_at: Instant::now(),
             received_at_wall: SystemTime::now(),
@@ -121,6 +126,14 @@ pub struct AttemptTarget(pub Arc<str>);
 /// (their signatures are provider-bound) and `cache_control` are removed for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CrossProvider;
+
+/// Marks an answer whose `message_start` usage is a local estimate, not the provider's
+/// count: a stream translated from an OpenAI-kind provider, which reports usage only at
+/// the end. Clients reading `message_start` see a sensible input figure; the usage tap
+/// ignores it and takes the final `message_delta`'s real figures, so cost and budgets
+/// never rest on the estimate. Set in the response's extensions by the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EstimatedStartUsage;
 
 /// What an answer's head says, as the end-of-request layer sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

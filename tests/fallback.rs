@@ -538,3 +538,67 @@ async fn a_conversation_falling_back_to_another_anthropic_kind_provider_is_clean
     );
     let _ = Duration::ZERO;
 }
+
+/// A `continue` turn of an Anthropic server-side thread: only the tool result, and the
+/// id of the message it follows.
+const THREAD_CONTINUE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"thread":{"type":"continue","previous_message_id":"msg_01"},"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"42"}]}]}"#;
+
+#[tokio::test]
+async fn a_server_side_thread_stays_at_the_provider_that_holds_it() {
+    let primary = MockUpstream::start().await;
+    let backup = MockUpstream::start().await;
+    primary.push(Reply::json(
+        529,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+    ));
+    backup.push(Reply::sse_events(&fixture("text_basic.sse")));
+    let gateway = start_gateway(two_anthropic(&primary.url(), &backup.url())).await;
+    let response = post(&gateway, THREAD_CONTINUE).await;
+    assert_eq!(
+        response.status(),
+        529,
+        "the thread's provider answered; no other provider can continue the thread"
+    );
+    assert_eq!(primary.requests().len(), 1);
+    assert_eq!(primary.requests()[0].body, THREAD_CONTINUE.as_bytes());
+    assert!(backup.requests().is_empty(), "never sent to the backup");
+
+    // The same request without a thread falls back as usual.
+    primary.push(Reply::json(
+        529,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+    ));
+    let response = post(
+        &gateway,
+        &THREAD_CONTINUE.replace(
+            r#""thread":{"type":"continue","previous_message_id":"msg_01"},"#,
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(served_by(&response), "backup");
+}
+
+#[tokio::test]
+async fn a_server_side_thread_routed_to_an_openai_kind_provider_is_refused_by_name() {
+    let upstream = MockUpstream::start().await;
+    let config = Config::from_toml_str(&format!(
+        "[providers.deepseek]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"deepseek-chat\"\n",
+        upstream.url()
+    ))
+    .unwrap();
+    let gateway = start_gateway(config).await;
+    let response = post(&gateway, THREAD_CONTINUE).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("server-side thread") && message.contains("deepseek"),
+        "{message}"
+    );
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing half-translated went out"
+    );
+}

@@ -594,10 +594,78 @@ async fn openai_kind_usage_that_is_not_a_count_is_never_priced() {
     assert_eq!(records[0]["usage"]["input_tokens"], 12, "{}", records[0]);
     assert_eq!(reports[0].parse_failures, 0);
     for (record, report) in records[1..].iter().zip(&reports[1..]) {
-        // The translated `message_start` said 0 before the unreadable count arrived; the
-        // count is refused (counted), so the answer is not priced.
+        // The translated `message_start` carried only an estimate, which is not read;
+        // the real count is refused (counted), so the answer is not priced.
         assert_eq!(record["cost_usd"], Value::Null, "{record}");
         assert_eq!(record["usage"]["output_tokens"], 2);
         assert!(report.parse_failures > 0, "counted: {report:?}");
     }
+}
+
+#[tokio::test]
+async fn a_translated_stream_shows_the_input_estimate_first_and_is_priced_from_the_real_count() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::sse_events(&openai_stream(&[
+        serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}),
+        serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}),
+        serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":1234,"completion_tokens":2}}),
+    ])));
+    let gateway = start_gateway(openai_config(&upstream)).await;
+    // A long prompt, so the estimate is far from the 1,234 the upstream counts.
+    let prompt = "word ".repeat(400);
+    let body = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
+    );
+    let estimate = client()
+        .post(gateway.url("/v1/messages/count_tokens"))
+        .header("content-type", "application/json")
+        .body(body.replace(r#","stream":true"#, ""))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let estimate: Value = serde_json::from_str(&estimate).unwrap();
+    let estimate = estimate["input_tokens"].as_u64().unwrap();
+    assert!(
+        estimate > 100,
+        "the local estimate counts the prompt: {estimate}"
+    );
+
+    let response = gateway.post_messages(body).await;
+    assert_eq!(response.status(), 200);
+    let id = request_id(&response);
+    let events: Vec<Value> = common::mock::split_events(&response.text().await.unwrap())
+        .iter()
+        .filter_map(|frame| frame.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    let of_type = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {events:?}"))
+    };
+    let start = of_type("message_start");
+    assert_eq!(
+        start["message"]["usage"]["input_tokens"], estimate,
+        "message_start carries the local estimate for clients that read it"
+    );
+    let delta = of_type("message_delta");
+    assert_eq!(
+        delta["usage"]["input_tokens"], 1234,
+        "the real figure at the end"
+    );
+    assert_eq!(delta["usage"]["output_tokens"], 2);
+
+    let record = record_of(&gateway, &id).await;
+    assert_eq!(record["usage"]["input_tokens"], 1234, "{record}");
+    let report = gateway.wait_reports(1).await.remove(0);
+    assert_eq!(
+        report.usage.input_tokens,
+        Some(1234),
+        "priced from the real count"
+    );
+    assert_eq!(report.parse_failures, 0);
 }

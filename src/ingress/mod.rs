@@ -312,6 +312,7 @@ fn check_messages_body(body: Bytes, meta: &mut RequestMeta) -> Result<Bytes, Err
     }
     meta.stream = peeked.stream.unwrap_or(false);
     meta.max_tokens = peeked.max_tokens;
+    meta.server_thread = peeked.thread;
     meta.media_blocks = peek::media_blocks(&body);
     if meta.session.is_none() {
         meta.session = peeked

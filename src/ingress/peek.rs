@@ -33,6 +33,8 @@ pub(crate) struct Peeked {
     pub has_messages: bool,
     /// `max_tokens`, when it is a non-negative whole number that fits a `u64`.
     pub max_tokens: Option<u64>,
+    /// A non-null top-level `thread` member: an Anthropic server-side thread.
+    pub thread: bool,
     /// The span of the `metadata` value (any JSON value), for the session it may carry.
     pub metadata: Option<Range<usize>>,
 }
@@ -141,6 +143,7 @@ pub(crate) fn peek(body: &[u8]) -> Result<Peeked, PeekError> {
                     peeked.messages_is_array = raw_value.first() == Some(&b'[');
                 }
                 b"max_tokens" => peeked.max_tokens = whole_number(raw_value),
+                b"thread" => peeked.thread = raw_value != b"null",
                 b"metadata" => peeked.metadata = Some(value.clone()),
                 _ => {}
             }
@@ -508,6 +511,21 @@ mod tests {
                 assert_eq!(ours, serde, "{}", String::from_utf8_lossy(case));
             }
         }
+    }
+
+    #[test]
+    fn a_thread_member_marks_a_server_side_thread() {
+        let thread = |member: &str| {
+            let body = format!(r#"{{"model":"m",{member}"messages":[]}}"#);
+            peek(body.as_bytes()).unwrap().thread
+        };
+        assert!(thread(r#""thread":{"type":"create"},"#));
+        assert!(thread(
+            r#""thread":{"type":"continue","previous_message_id":"msg_1"},"#
+        ));
+        assert!(!thread(r#""thread":null,"#));
+        assert!(!thread(r#""metadata":{"thread":{"type":"create"}},"#));
+        assert!(!thread(""));
     }
 
     #[test]

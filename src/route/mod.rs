@@ -4,7 +4,9 @@
 //! request's extensions for fallback to follow. [`ConfigRoutePolicy`] implements
 //! the `agent_type` rule, then the first `[[routing.models]]` glob that matches the
 //! requested model, then `default_provider`; the rest of `fallback_chain` follows in
-//! order, each fallback using its provider's own `model`.
+//! order, each fallback using its provider's own `model`. A request on an Anthropic
+//! server-side thread ([`RequestMeta::server_thread`]) keeps only the attempts at its
+//! first provider: the thread lives there.
 //!
 //! ```
 //! use llm_gateway::route::{Attempt, RouteDecision, RouteLayer, RoutePolicy};
@@ -61,6 +63,16 @@ impl Attempt {
 pub struct RouteDecision {
     /// First the chosen provider, then its fallbacks.
     pub attempts: Vec<Attempt>,
+}
+
+impl RouteDecision {
+    /// Keep only the attempts at the first attempt's provider. A server-side thread
+    /// ([`RequestMeta::server_thread`]) lives at one provider: another cannot continue it.
+    pub fn pin_to_first_provider(&mut self) {
+        if let Some(first) = self.attempts.first().map(|a| a.provider.clone()) {
+            self.attempts.retain(|attempt| attempt.provider == first);
+        }
+    }
 }
 
 /// Decides where a request goes.
@@ -144,7 +156,14 @@ where
             )),
         };
         match decision {
-            Ok(decision) => {
+            Ok(mut decision) => {
+                if request
+                    .extensions()
+                    .get::<RequestMeta>()
+                    .is_some_and(|meta| meta.server_thread)
+                {
+                    decision.pin_to_first_provider();
+                }
                 request.extensions_mut().insert(decision);
                 futures_util::future::Either::Left(self.inner.call(request))
             }

@@ -2,7 +2,7 @@ use super::body::UsageTap;
 use super::price::Pricing;
 use super::{OnUsage, UsageBody, UsageTracker, WatchUsage};
 use crate::ledger::RequestLedger;
-use crate::meta::{Endpoint, RequestMeta, ServedBy};
+use crate::meta::{Endpoint, EstimatedStartUsage, RequestMeta, ServedBy};
 use crate::observe::ObservedBody;
 use crate::request_id::RequestId;
 use http::{header, Request, Response};
@@ -128,7 +128,10 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         let tap = this.pending.take().and_then(|pending| {
-            let tracker = tracker_for(&response)?;
+            let mut tracker = tracker_for(&response)?;
+            if response.extensions().get::<EstimatedStartUsage>().is_some() {
+                tracker = tracker.estimated_start();
+            }
             let stream = pending.stream.unwrap_or_else(|| tracker.is_sse());
             let served = response.extensions().get::<ServedBy>();
             Some(UsageTap {

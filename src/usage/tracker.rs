@@ -20,6 +20,8 @@ pub struct UsageTracker {
     first_content_at: Option<Instant>,
     /// The JSON body outgrew its bound; it is not read (counted once).
     json_too_large: bool,
+    /// `message_start` usage is a local estimate: not read (see [`Self::estimated_start`]).
+    start_estimated: bool,
 }
 
 #[derive(Debug)]
@@ -178,7 +180,16 @@ impl UsageTracker {
             saw_error: false,
             first_content_at: None,
             json_too_large: false,
+            start_estimated: false,
         }
+    }
+
+    /// The answer's `message_start` usage is a local estimate
+    /// ([`EstimatedStartUsage`](crate::meta::EstimatedStartUsage)): it is not read, so
+    /// the input is known only from the provider's real figures at the end.
+    pub fn estimated_start(mut self) -> Self {
+        self.start_estimated = true;
+        self
     }
 
     /// Feed one frame of the answer, as forwarded.
@@ -194,6 +205,7 @@ impl UsageTracker {
                     saw_stop,
                     saw_error,
                     first_content_at,
+                    start_estimated,
                     ..
                 } = self;
                 let mut state = EventState {
@@ -203,6 +215,7 @@ impl UsageTracker {
                     saw_stop,
                     saw_error,
                     first_content_at,
+                    start_estimated: *start_estimated,
                 };
                 decoder.feed(bytes, wants_event, |event| state.on_event(event));
                 if decoder.overflowed() && !was_overflowed {
@@ -301,6 +314,7 @@ struct EventState<'a> {
     saw_stop: &'a mut bool,
     saw_error: &'a mut bool,
     first_content_at: &'a mut Option<Instant>,
+    start_estimated: bool,
 }
 
 impl EventState<'_> {
@@ -313,6 +327,8 @@ impl EventState<'_> {
                 Ok(start) => {
                     *self.model = start.message.model;
                     match start.message.usage {
+                        // An estimate is for the client's display, not for accounting.
+                        Some(_) if self.start_estimated => {}
                         Some(usage) => {
                             *self.parse_failures = (*self.parse_failures)
                                 .saturating_add(replace_present(self.usage, usage))
@@ -483,5 +499,29 @@ mod tests {
         streamed.feed(BASIC.as_bytes());
         assert_eq!(tracker.usage(), streamed.usage());
         assert_eq!(tracker.outcome_at_end(), Outcome::Complete);
+    }
+
+    #[test]
+    fn an_estimated_start_is_not_read_and_the_end_gives_the_input() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":900,\"output_tokens\":0}}}\n\n";
+        let mut tracker = UsageTracker::sse().estimated_start();
+        tracker.feed(start.as_bytes());
+        assert_eq!(
+            tracker.usage().input_tokens,
+            None,
+            "an estimate is not a count"
+        );
+        assert_eq!(tracker.served_model(), Some("m"));
+        tracker.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":1234,\"output_tokens\":2}}\n\n");
+        assert_eq!(tracker.usage().input_tokens, Some(1234));
+        assert_eq!(tracker.parse_failures(), 0);
+
+        let mut plain = UsageTracker::sse();
+        plain.feed(start.as_bytes());
+        assert_eq!(
+            plain.usage().input_tokens,
+            Some(900),
+            "a provider's own start is"
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::body::Body;
 use crate::config::{ProviderConfig, ProviderKind, Secret};
 use crate::error::{Error, ErrorKind, UpstreamResponse};
 use crate::ledger::RequestLedger;
-use crate::meta::{Endpoint, RequestMeta, ServedBy, TargetModel};
+use crate::meta::{Endpoint, EstimatedStartUsage, RequestMeta, ServedBy, TargetModel};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -156,6 +156,17 @@ impl Inner {
             Some(Endpoint::Models) => return Ok(self.models(&model)),
             _ => {}
         }
+        if meta.is_some_and(|m| m.server_thread) {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "the request continues or creates an Anthropic server-side thread \
+                     (`thread`), which only an Anthropic-kind provider keeps; provider `{}` \
+                     speaks OpenAI chat completions: route this model to an Anthropic provider",
+                    self.name
+                ),
+            ));
+        }
         let stream = meta.is_some_and(|m| m.stream);
         let target = Target {
             model: &model,
@@ -169,6 +180,13 @@ impl Inner {
             },
         )
         .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?;
+        // What a streamed answer's `message_start` reports as its input; the body was
+        // readable, or the translation above refused it.
+        let input_estimate = if stream {
+            translate::estimate_input_tokens(&body).unwrap_or(0)
+        } else {
+            0
+        };
 
         let mut request = self
             .client
@@ -254,7 +272,7 @@ impl Inner {
             );
             Body::new(TranslatedBody::new(
                 body,
-                StreamTranslator::new(message_id, model),
+                StreamTranslator::new(message_id, model).with_input_estimate(input_estimate),
                 self.name.clone(),
             ))
         } else {
@@ -275,7 +293,11 @@ impl Inner {
             );
             Body::full(message)
         };
-        Ok(build(StatusCode::OK, returned, response_body, served))
+        let mut response = build(StatusCode::OK, returned, response_body, served);
+        if stream {
+            response.extensions_mut().insert(EstimatedStartUsage);
+        }
+        Ok(response)
     }
 
     fn count_tokens(&self, body: &[u8]) -> Result<Response<Body>, Error> {

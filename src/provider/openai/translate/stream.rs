@@ -1,6 +1,7 @@
 //! Streaming: OpenAI `chat.completion.chunk`s → Anthropic SSE frames.
 //!
-//! * `message_start` (usage zeros) is written on the first parsed, non-error chunk.
+//! * `message_start` (the input estimate given with [`StreamTranslator::with_input_estimate`],
+//!   other usage zeros) is written on the first parsed, non-error chunk.
 //! * Chunks with empty `choices` only contribute `usage` (Azure annotation frames are skipped).
 //!   Only the choice with `index` 0 is read (the gateway never asks for `n > 1`).
 //! * Within a chunk the order is: reasoning, `content`, `refusal`, `tool_calls`, `finish_reason`,
@@ -96,6 +97,8 @@ pub struct StreamTranslator {
     saw_finish: bool,
     usage: Option<Usage>,
     raw_usage: Option<Value>,
+    /// Input tokens reported in `message_start` (a local estimate; 0 when none).
+    input_estimate: u64,
 }
 
 impl StreamTranslator {
@@ -115,7 +118,16 @@ impl StreamTranslator {
             saw_finish: false,
             usage: None,
             raw_usage: None,
+            input_estimate: 0,
         }
+    }
+
+    /// Report `tokens` as the input in `message_start`: OpenAI-kind upstreams count usage
+    /// only at the end, and clients that show the context size read `message_start`. The
+    /// real figures follow in the final `message_delta` usage, input included.
+    pub fn with_input_estimate(mut self, tokens: u64) -> Self {
+        self.input_estimate = tokens;
+        self
     }
 
     /// Feeds the payload of one SSE `data:` field (without the `data:` prefix; surrounding
@@ -251,7 +263,10 @@ impl StreamTranslator {
             content: [],
             stop_reason: None,
             stop_sequence: None,
-            usage: Usage::default(),
+            usage: Usage {
+                input_tokens: self.input_estimate,
+                ..Usage::default()
+            },
         };
         write_event(out, &Event::MessageStart { message });
     }
