@@ -539,3 +539,74 @@ async fn a_failed_attempt_that_used_tokens_is_charged_and_audited_alike() {
     );
     assert_eq!(gateway.audit_costs(1).await, ANSWER_PICOS + failed);
 }
+
+#[tokio::test]
+async fn a_translated_streams_start_estimate_never_shrinks_the_hold() {
+    let upstream = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[auth]
+store_path = "{store}"
+[[auth.client_keys]]
+name = "ci"
+key = "{KEY}"
+budget_usd = 1.0
+
+[providers.deepseek]
+kind = "openai"
+base_url = "{url}"
+model = "deepseek-chat"
+
+[pricing."deepseek-chat"]
+input = 3.0
+output = 15.0
+
+[audit]
+path = "{audit}"
+"#,
+        store = dir.path().join("keys.db").display(),
+        audit = dir.path().join("audit.db").display(),
+        url = upstream.url(),
+    );
+    let gateway = serve(Config::from_toml_str(&text).unwrap(), None).await;
+    let chunk = |value: Value| format!("data: {value}\n\n").into_bytes();
+    let (rest_tx, rest_rx) = tokio::sync::oneshot::channel();
+    upstream.push(Reply::sse(vec![
+        Step::Send(chunk(serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}))),
+        Step::Wait(rest_rx),
+        Step::Send(chunk(serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}))),
+        Step::Send(chunk(serde_json::json!({"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":10000,"completion_tokens":500}}))),
+        Step::Send(b"data: [DONE]\n\n".to_vec()),
+    ]));
+
+    let mut response = gateway.send(&big_body()).await;
+    assert_eq!(response.status(), 200);
+    let mut seen = String::new();
+    // message_start (with the estimate), the text block's start and its first delta.
+    read_events(&mut response, &mut seen, 3).await;
+    assert!(seen.contains("content_block_delta"), "{seen}");
+    let held = gateway.key().await["reserved_usd"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The upper bound: the body's bytes as tokens at $3/M plus 1,000 output tokens at
+    // $15/M; an estimate is not the provider's count, so the hold stays there.
+    let bound = picos(&held);
+    assert!(
+        bound > 100_000_000_000,
+        "still the upper bound after message_start, not cut to an estimate: {held}"
+    );
+    rest_tx.send(()).unwrap();
+    while response.chunk().await.unwrap().is_some() {}
+    eventually("settled at the real count", || async {
+        let key = gateway.key().await;
+        let spent = picos(key["spent_usd"].as_str().unwrap());
+        if spent == ANSWER_PICOS && key["reserved_usd"] == "0" {
+            Ok(())
+        } else {
+            Err(key)
+        }
+    })
+    .await;
+}
