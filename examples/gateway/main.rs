@@ -32,7 +32,7 @@ mod exporter;
     version,
     about = "A streaming LLM gateway",
     after_help = "The background daemon (start/status/stop) keeps its state file and gateway.log in \
-        ~/.config/llm-gateway. Exit codes: 0 ok, 1 a failure at run time, 2 a bad config or \
+        its home: $LLM_GATEWAY_HOME, else ~/.config/llm-gateway. Exit codes: 0 ok, 1 a failure at run time, 2 a bad config or \
         command line, 3 `status`: no gateway is running."
 )]
 struct Cli {
