@@ -162,6 +162,20 @@ impl RedisLedger {
         self
     }
 
+    /// Note whether Redis answered a call made beside the ledger (the gateway's idle
+    /// ping): `/gateway/health` then follows Redis without waiting for traffic, and an
+    /// answer ends the second of failing at once that a failure started.
+    pub fn note_reachable(&self, reachable: bool) {
+        self.inner.healthy.store(reachable, Ordering::Relaxed);
+        if reachable {
+            *self
+                .inner
+                .down_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+
     /// Read the time from `clock` instead of the server's `TIME`, in the scripts as in
     /// [`Ledger::now`](crate::budget::Ledger::now): lets a test cross a window or a minute without waiting.
     pub fn with_test_clock(mut self, clock: TestClock) -> Self {
