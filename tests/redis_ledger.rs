@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::tcp_proxy::{target_of, Proxy};
 use common::*;
 use llm_gateway::budget::{
     Admission, Budget, Ledger, Limits, MemoryLedger, OnUnavailable, Period, RedisLedger,
@@ -610,7 +611,12 @@ async fn a_gateway_whose_redis_is_down_says_degraded_and_answers_503() {
     let redis = format!("redis://127.0.0.1:{port}");
     let key = unique("ci");
     let limited = Replica::start(&upstream, &redis, &key, "rpm = 3").await;
-    assert_eq!(limited.json("/gateway/health").await["status"], "healthy");
+    // The idle ping finds it down before any request does.
+    eventually("health to say degraded without traffic", || async {
+        let health = limited.json("/gateway/health").await;
+        (health["status"] == "degraded").then_some(()).ok_or(health)
+    })
+    .await;
     let refused = limited.send(&key).await;
     assert_eq!(refused.status(), 503);
     let error: Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
@@ -628,4 +634,36 @@ async fn a_gateway_whose_redis_is_down_says_degraded_and_answers_503() {
         upstream.requests().len() == 1,
         "only the unlimited one went upstream"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_redis_while_idle() {
+    let Some(redis) = redis_url() else { return };
+    let upstream = MockUpstream::start().await;
+    let proxy = Proxy::start(target_of(&redis), true).await;
+    let key = unique("idle");
+    let replica = Replica::start(&upstream, &proxy.url(&redis), &key, "rpm = 3").await;
+    let status = |want: &'static str| {
+        let replica = &replica;
+        async move {
+            eventually(&format!("health {want} with no traffic"), || async {
+                let health = replica.json("/gateway/health").await;
+                (health["status"] == want).then_some(()).ok_or(health)
+            })
+            .await
+        }
+    };
+    status("healthy").await;
+    proxy.cut();
+    status("degraded").await;
+    assert_eq!(
+        replica.json("/gateway/health").await["budgets"]["healthy"],
+        false
+    );
+    proxy.restore();
+    status("healthy").await;
+    // And the ledger answers again at once.
+    upstream.push(small_answer());
+    let response = replica.send(&key).await;
+    assert_eq!(response.status(), 200);
 }

@@ -242,7 +242,7 @@ impl Schema {
         for row in rows {
             ids.insert(row.get(0), row.get(1));
             let cost: String = row.get(2);
-            total = total + money(&cost);
+            total += money(&cost);
         }
         (ids, total)
     }

@@ -132,4 +132,18 @@ mod tests {
         health.record_failure("c", 5, cool, Some(Duration::ZERO));
         assert!(health.is_available("c"));
     }
+
+    #[test]
+    fn another_replicas_cool_down_skips_until_it_ends_or_a_success() {
+        let health = ProviderHealth::default();
+        health.set_remote("a", Some(Duration::from_secs(60)));
+        assert!(!health.is_available("a"), "skipped for the other replica");
+        health.set_remote("a", None);
+        assert!(health.is_available("a"), "ended in Redis: tried again");
+        health.set_remote("a", Some(Duration::from_secs(60)));
+        health.record_success("a");
+        assert!(health.is_available("a"), "a success here ends it");
+        health.set_remote("b", None);
+        assert!(health.is_available("b"));
+    }
 }

@@ -10,6 +10,8 @@
 use super::store::Row;
 use super::{KeyError, KeyInfo, StoreError};
 use crate::ship::{PgAudit, PgError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use tokio_postgres::types::ToSql;
 
 /// The columns of a row, in [`Row`]'s order.
@@ -19,6 +21,38 @@ const COLUMNS: &str = "name, sha256, team, budget_picos, budget_period, rpm, tpm
 /// Serialises key writes of one schema until their statement commits.
 const LOCK: &str = "WITH lock AS (SELECT pg_advisory_xact_lock(\
                     hashtext('llm_gateway_keys:' || current_schema())))";
+
+/// The shared side of a [`KeyRegistry`](super::KeyRegistry): the connection writes go through and what the
+/// poller last saw.
+#[derive(Debug)]
+pub struct SharedKeys {
+    pub(super) writer: PgKeyStore,
+    pub(super) healthy: AtomicBool,
+    pub(super) last_error: Mutex<Option<String>>,
+}
+
+impl SharedKeys {
+    /// Whether the last poll reached PostgreSQL.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Why the last poll failed, while it fails.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn polled(&self, result: Result<(), String>) {
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = result.err();
+    }
+}
 
 /// A key read back with the version of its last write.
 pub(super) type Versioned = (i64, KeyInfo, [u8; 32]);

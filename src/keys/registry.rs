@@ -2,7 +2,7 @@
 //! API, looked up by the SHA-256 digest of the presented key.
 
 use super::limits::{check_name, FieldError, LimitFields};
-use super::shared::SharedKeys;
+use super::pg::SharedKeys;
 use super::store::{KeyStore, StoreError};
 use super::{check_globs, Authenticated, KeyInfo, KeySource, TeamInfo};
 use crate::budget::Period;

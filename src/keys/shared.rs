@@ -12,13 +12,13 @@
 //! committed; while it is unreachable they fail with [`KeyError::Unavailable`] (503)
 //! and every key already known keeps working as it was.
 
-use super::pg::PgKeyStore;
+use super::pg::{PgKeyStore, SharedKeys};
 use super::registry::{apply_patch, revoke_now};
 use super::{KeyError, KeyInfo, KeyPatch, KeyRegistry, KeySource, NewKey, StoreError};
 use crate::credentials::Secret;
 use crate::ship::PgAudit;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How often each replica asks PostgreSQL for key changes.
@@ -26,38 +26,6 @@ pub const POLL: Duration = Duration::from_millis(250);
 
 /// How long start-up waits for the first load before serving without it.
 const FIRST_LOAD: Duration = Duration::from_secs(5);
-
-/// The shared side of a [`KeyRegistry`]: the connection writes go through and what the
-/// poller last saw.
-#[derive(Debug)]
-pub struct SharedKeys {
-    writer: PgKeyStore,
-    healthy: AtomicBool,
-    last_error: Mutex<Option<String>>,
-}
-
-impl SharedKeys {
-    /// Whether the last poll reached PostgreSQL.
-    pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Why the last poll failed, while it fails.
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn polled(&self, result: Result<(), String>) {
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = result.err();
-    }
-}
 
 impl KeyRegistry {
     /// Keep API keys in PostgreSQL: `writer` and `reader` are two connections to one
