@@ -667,3 +667,43 @@ async fn health_follows_redis_while_idle() {
     let response = replica.send(&key).await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_made_while_redis_is_down_is_charged_when_it_is_back() {
+    let Some(redis) = redis_url() else { return };
+    let upstream = MockUpstream::start().await;
+    let proxy = Proxy::start(target_of(&redis), true).await;
+    let key = unique("parked");
+    let limits = "budget_usd = 1.0\nbudget_period = \"total\"";
+    let replica = Replica::start(&upstream, &proxy.url(&redis), &key, limits).await;
+    let events = mock::split_events(&fixture("text_basic.sse"));
+    let (go, wait) = tokio::sync::oneshot::channel();
+    let mut steps: Vec<Step> = events[..3]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.push(Step::Wait(wait));
+    steps.extend(
+        events[3..]
+            .iter()
+            .map(|e| Step::Send(e.clone().into_bytes())),
+    );
+    upstream.push(Reply::sse(steps));
+    let mut response = replica.send(&key).await;
+    assert_eq!(response.status(), 200);
+    let mut buffer = String::new();
+    read_events(&mut response, &mut buffer, 3).await;
+    // Redis goes away mid-stream: the stream still ends, its settle cannot be sent.
+    proxy.cut();
+    go.send(()).unwrap();
+    let rest = response.text().await.unwrap();
+    assert!(rest.contains("message_stop"), "{rest}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    eventually("the parked settlement charged", || async {
+        let seen = replica.json(&format!("/gateway/keys/{key}")).await;
+        let charged = seen["spent_usd"] != "0" && seen["reserved_usd"] == "0";
+        charged.then_some(()).ok_or(seen)
+    })
+    .await;
+}
