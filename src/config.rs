@@ -535,7 +535,7 @@ impl Default for FallbackConfig {
 }
 
 /// `[state]`: what replicas share.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
     /// The Redis that holds budgets, reservations and rate limits for every replica
@@ -546,6 +546,19 @@ pub struct StateConfig {
     /// What a request of a key or team with limits gets while Redis is unreachable:
     /// `deny` (503, the default) or `allow` (admitted, limits not enforced).
     pub on_unavailable: crate::budget::OnUnavailable,
+    /// What every Redis key of this gateway starts with (default `lg`): gateways that
+    /// share one Redis but not their limits need different prefixes.
+    pub key_prefix: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            on_unavailable: Default::default(),
+            key_prefix: "lg".into(),
+        }
+    }
 }
 
 /// Where a secret comes from: `env:NAME`, `credential:NAME`, or the literal value.
@@ -770,6 +783,18 @@ impl Config {
         if self.fallback.max_hold_ms == 0 {
             errors.push(ConfigError::at("fallback.max_hold_ms", "must be positive"));
         }
+        let prefix = &self.state.key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            errors.push(ConfigError::at(
+                "state.key_prefix",
+                format!("{prefix:?} must be 1 to 64 letters, digits, _, - or ."),
+            ));
+        }
         errors.extend(self.key_infos().err());
         errors.extend(self.team_infos().err());
         errors.extend(self.check_no_empty_secrets().err());
@@ -926,6 +951,11 @@ mod tests {
             default.state.on_unavailable,
             crate::budget::OnUnavailable::Deny
         );
+        assert_eq!(default.state.key_prefix, "lg");
+        let mut bad = default.clone();
+        bad.state.key_prefix = "a{b}".into();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("state.key_prefix"), "{error}");
         let error = Config::from_toml_str("[state]\non_unavailable = \"maybe\"\n")
             .unwrap_err()
             .to_string();

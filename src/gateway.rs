@@ -13,10 +13,10 @@ use crate::admin::{self, AdminState, KeySources};
 use crate::audit::{AuditSink, AuditStore, AuditStoreConfig};
 use crate::auth::AuthLayer;
 use crate::budget::{Ledger, MemoryLedger, RedisLedger, Refusal, SpendJournal};
-use crate::config::{Config, ConfigError, ProviderKind, SecretRef};
+use crate::config::{Config, ConfigError, ProviderKind, Secret, SecretRef};
 use crate::edge;
 use crate::error_response::ErrorResponseLayer;
-use crate::fallback::{DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
+use crate::fallback::{share_cool_downs, DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
 use crate::govern::GovernLayer;
 use crate::ingress::IngressLayer;
 use crate::keys::KeyRegistry;
@@ -146,7 +146,19 @@ impl GatewayBuilder {
             })?,
         };
         let (providers, key_sources) = build_providers(&config, &client)?;
-        let keys = Arc::new(build_keys(&config)?);
+        let pg_url = config
+            .audit
+            .postgres_url
+            .as_ref()
+            .map(|url| url.resolve("audit.postgres_url"))
+            .transpose()?;
+        let redis_url = config
+            .state
+            .redis_url
+            .as_ref()
+            .map(|url| url.resolve("state.redis_url"))
+            .transpose()?;
+        let keys = build_keys(&config, pg_url.as_ref())?;
         let auth = AuthLayer::with_registry(keys.clone());
         let admin_token = config
             .admin_token
@@ -155,6 +167,7 @@ impl GatewayBuilder {
             .transpose()?;
         let route = ConfigRoutePolicy::from_config(&config)?;
         let health = Arc::new(ProviderHealth::default());
+        let mut redis_ledger = None;
         let mut prices = PriceTable::builtin();
         for (model, price) in &config.pricing {
             prices.insert(model, *price);
@@ -171,13 +184,15 @@ impl GatewayBuilder {
             log_response_bodies: config.audit.log_response_bodies,
             max_body_bytes: config.audit.max_body_bytes,
         };
-        let ledger = match (self.ledger, &config.auth, &config.state.redis_url) {
+        let ledger = match (self.ledger, &config.auth, &redis_url) {
             (Some(ledger), _, _) => ledger,
             (None, _, Some(url)) => {
-                let url = url.resolve("state.redis_url")?;
                 let ledger = RedisLedger::new(url.expose(), config.state.on_unavailable)
-                    .map_err(|e| ConfigError::at("state.redis_url", e.0))?;
-                Arc::new(ledger) as Arc<dyn Ledger>
+                    .map_err(|e| ConfigError::at("state.redis_url", e.0))?
+                    .with_prefix(&config.state.key_prefix);
+                let ledger = Arc::new(ledger);
+                redis_ledger = Some(ledger.clone());
+                ledger as Arc<dyn Ledger>
             }
             (None, Some(auth), None) => {
                 let journal = SpendJournal::open(&auth.store_path).map_err(|e| {
@@ -193,6 +208,24 @@ impl GatewayBuilder {
             }
             (None, None, None) => Arc::new(MemoryLedger::new()),
         };
+        if let Some(url) = &redis_url {
+            // Cool-downs shared with the other replicas; the same poll is Redis's idle
+            // health check for the ledger.
+            let on_reachable = move |up: bool| {
+                if let Some(ledger) = &redis_ledger {
+                    ledger.note_reachable(up);
+                }
+            };
+            let providers = config.providers.keys().cloned().collect();
+            share_cool_downs(
+                &health,
+                url.expose(),
+                &config.state.key_prefix,
+                providers,
+                on_reachable,
+            )
+            .map_err(|e| ConfigError::at("state.redis_url", e))?;
+        }
         metrics.watch_budgets(keys.clone(), ledger.clone());
         let govern = {
             let metrics = metrics.clone();
@@ -204,12 +237,6 @@ impl GatewayBuilder {
         let record = RecordLayer::new()
             .sink(BudgetRecordSink::new())
             .sink(MetricsRecordSink::new(metrics.clone()));
-        let pg_url = config
-            .audit
-            .postgres_url
-            .as_ref()
-            .map(|url| url.resolve("audit.postgres_url"))
-            .transpose()?;
         // One connection for `/gateway/audit`, another for the shipper's thread.
         let open_pg = || -> Result<Option<Arc<PgAudit>>, ConfigError> {
             pg_url
@@ -297,11 +324,12 @@ impl GatewayBuilder {
     }
 }
 
-/// The registry of the config's keys and teams, with the API keys in `[auth]
-/// store_path`; a disabled one without `[auth]`.
-fn build_keys(config: &Config) -> Result<KeyRegistry, ConfigError> {
+/// The registry of the config's keys and teams, with the API keys in PostgreSQL when
+/// `pg_url` is set (shared by every replica), else in `[auth] store_path`; a disabled
+/// one without `[auth]`.
+fn build_keys(config: &Config, pg_url: Option<&Secret>) -> Result<Arc<KeyRegistry>, ConfigError> {
     let Some(auth) = &config.auth else {
-        return Ok(KeyRegistry::disabled());
+        return Ok(Arc::new(KeyRegistry::disabled()));
     };
     let config_keys = auth
         .client_keys
@@ -313,14 +341,28 @@ fn build_keys(config: &Config) -> Result<KeyRegistry, ConfigError> {
             Ok((info, secret))
         })
         .collect::<Result<_, ConfigError>>()?;
-    KeyRegistry::new(config_keys, config.team_infos()?)
-        .with_store(&auth.store_path)
-        .map_err(|e| {
+    let registry = KeyRegistry::new(config_keys, config.team_infos()?);
+    let Some(url) = pg_url else {
+        let registry = registry.with_store(&auth.store_path).map_err(|e| {
             ConfigError::at(
                 "auth.store_path",
                 format!("cannot open {}: {e}", auth.store_path.display()),
             )
-        })
+        })?;
+        return Ok(Arc::new(registry));
+    };
+    let registry = Arc::new(registry);
+    let schema = &config.audit.postgres_schema;
+    // Writes from the admin handlers on one connection, the poller's reads on another.
+    registry
+        .share_through(PgAudit::new(url, schema)?, PgAudit::new(url, schema)?)
+        .map_err(|e| {
+            ConfigError::at(
+                "audit.postgres_url",
+                format!("cannot start the key poller: {e}"),
+            )
+        })?;
+    Ok(registry)
 }
 
 /// One provider service per configured provider, keys resolved now; and where each

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::tcp_proxy::{target_of, Proxy};
 use common::*;
 use llm_gateway::budget::{
     Admission, Budget, Ledger, Limits, MemoryLedger, OnUnavailable, Period, RedisLedger,
@@ -610,7 +611,12 @@ async fn a_gateway_whose_redis_is_down_says_degraded_and_answers_503() {
     let redis = format!("redis://127.0.0.1:{port}");
     let key = unique("ci");
     let limited = Replica::start(&upstream, &redis, &key, "rpm = 3").await;
-    assert_eq!(limited.json("/gateway/health").await["status"], "healthy");
+    // The idle ping finds it down before any request does.
+    eventually("health to say degraded without traffic", || async {
+        let health = limited.json("/gateway/health").await;
+        (health["status"] == "degraded").then_some(()).ok_or(health)
+    })
+    .await;
     let refused = limited.send(&key).await;
     assert_eq!(refused.status(), 503);
     let error: Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
@@ -628,4 +634,76 @@ async fn a_gateway_whose_redis_is_down_says_degraded_and_answers_503() {
         upstream.requests().len() == 1,
         "only the unlimited one went upstream"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_redis_while_idle() {
+    let Some(redis) = redis_url() else { return };
+    let upstream = MockUpstream::start().await;
+    let proxy = Proxy::start(target_of(&redis), true).await;
+    let key = unique("idle");
+    let replica = Replica::start(&upstream, &proxy.url(&redis), &key, "rpm = 3").await;
+    let status = |want: &'static str| {
+        let replica = &replica;
+        async move {
+            eventually(&format!("health {want} with no traffic"), || async {
+                let health = replica.json("/gateway/health").await;
+                (health["status"] == want).then_some(()).ok_or(health)
+            })
+            .await
+        }
+    };
+    status("healthy").await;
+    proxy.cut();
+    status("degraded").await;
+    assert_eq!(
+        replica.json("/gateway/health").await["budgets"]["healthy"],
+        false
+    );
+    proxy.restore();
+    status("healthy").await;
+    // And the ledger answers again at once.
+    upstream.push(small_answer());
+    let response = replica.send(&key).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_made_while_redis_is_down_is_charged_when_it_is_back() {
+    let Some(redis) = redis_url() else { return };
+    let upstream = MockUpstream::start().await;
+    let proxy = Proxy::start(target_of(&redis), true).await;
+    let key = unique("parked");
+    let limits = "budget_usd = 1.0\nbudget_period = \"total\"";
+    let replica = Replica::start(&upstream, &proxy.url(&redis), &key, limits).await;
+    let events = mock::split_events(&fixture("text_basic.sse"));
+    let (go, wait) = tokio::sync::oneshot::channel();
+    let mut steps: Vec<Step> = events[..3]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.push(Step::Wait(wait));
+    steps.extend(
+        events[3..]
+            .iter()
+            .map(|e| Step::Send(e.clone().into_bytes())),
+    );
+    upstream.push(Reply::sse(steps));
+    let mut response = replica.send(&key).await;
+    assert_eq!(response.status(), 200);
+    let mut buffer = String::new();
+    read_events(&mut response, &mut buffer, 3).await;
+    // Redis goes away mid-stream: the stream still ends, its settle cannot be sent.
+    proxy.cut();
+    go.send(()).unwrap();
+    let rest = response.text().await.unwrap();
+    assert!(rest.contains("message_stop"), "{rest}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    eventually("the parked settlement charged", || async {
+        let seen = replica.json(&format!("/gateway/keys/{key}")).await;
+        let charged = seen["spent_usd"] != "0" && seen["reserved_usd"] == "0";
+        charged.then_some(()).ok_or(seen)
+    })
+    .await;
 }

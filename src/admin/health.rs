@@ -12,8 +12,10 @@ use std::sync::Arc;
 /// writes are failing (`audit.healthy` is then false and `audit.error` says why:
 /// requests are still served, their records are held in memory, bounded, and
 /// retried) or the shared budget ledger (`[state] redis_url`) is unreachable
-/// (`budgets.healthy`, shown only with a shared ledger, is then false); `unhealthy`
-/// when no provider is available.
+/// (`budgets.healthy`, shown only with a shared ledger, is then false; Redis is pinged
+/// every 250 ms, so this follows it while idle too) or the shared key store
+/// (PostgreSQL) cannot be read (`keys.healthy`, shown only with shared keys: known
+/// keys still work, new ones cannot be made); `unhealthy` when no provider is available.
 pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let config = &state.config;
     let snapshot = state
@@ -27,7 +29,9 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoRes
     // A shared ledger that cannot answer degrades it too: requests with limits get
     // `[state] on_unavailable`.
     let ledger_healthy = state.ledger.healthy();
-    let status = if up == snapshot.len() && audit_healthy && ledger_healthy {
+    let shared_keys = state.keys.shared();
+    let keys_healthy = shared_keys.is_none_or(|keys| keys.healthy());
+    let status = if up == snapshot.len() && audit_healthy && ledger_healthy && keys_healthy {
         "healthy"
     } else if up > 0 {
         "degraded"
@@ -64,6 +68,12 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> impl IntoRes
     });
     if config.state.redis_url.is_some() {
         body["budgets"] = json!({ "shared": true, "healthy": ledger_healthy });
+    }
+    if let Some(keys) = shared_keys {
+        body["keys"] = json!({ "shared": true, "healthy": keys_healthy });
+        if let Some(error) = keys.last_error() {
+            body["keys"]["error"] = serde_json::Value::String(error);
+        }
     }
     if let Some(error) = audit_error {
         body["audit"]["error"] = serde_json::Value::String(error);

@@ -37,11 +37,9 @@ pub(super) async fn create(
         Ok(new) => new,
         Err(error) => return bad_field(&id, &error),
     };
-    let keys = state.keys.clone();
-    let created = match tokio::task::spawn_blocking(move || keys.create(new)).await {
-        Ok(Ok(created)) => created,
-        Ok(Err(error)) => return key_error(&id, &error),
-        Err(_) => return internal(&id),
+    let created = match state.keys.create_key(new).await {
+        Ok(created) => created,
+        Err(error) => return key_error(&id, &error),
     };
     let (info, secret) = created;
     let mut body = match key_json(&state, &info).await {
@@ -87,11 +85,9 @@ pub(super) async fn patch(
         Ok(fields) => fields.into_patch(),
         Err(error) => return bad_field(&id, &error),
     };
-    let keys = state.keys.clone();
-    match tokio::task::spawn_blocking(move || keys.update(&name, patch)).await {
-        Ok(Ok(key)) => answer(&state, &id, &key).await,
-        Ok(Err(error)) => key_error(&id, &error),
-        Err(_) => internal(&id),
+    match state.keys.update_key(name, patch).await {
+        Ok(key) => answer(&state, &id, &key).await,
+        Err(error) => key_error(&id, &error),
     }
 }
 
@@ -101,11 +97,9 @@ pub(super) async fn revoke(
     id: RequestId,
     Path(name): Path<String>,
 ) -> Response {
-    let keys = state.keys.clone();
-    match tokio::task::spawn_blocking(move || keys.revoke(&name)).await {
-        Ok(Ok(key)) => answer(&state, &id, &key).await,
-        Ok(Err(error)) => key_error(&id, &error),
-        Err(_) => internal(&id),
+    match state.keys.revoke_key(name).await {
+        Ok(key) => answer(&state, &id, &key).await,
+        Err(error) => key_error(&id, &error),
     }
 }
 
@@ -313,17 +307,9 @@ fn key_error(id: &RequestId, error: &KeyError) -> Response {
             tracing::error!(error = %store, "the key store failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "api_error")
         }
+        KeyError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
     };
     gateway_error(id, status, kind, &error.to_string())
-}
-
-fn internal(id: &RequestId) -> Response {
-    gateway_error(
-        id,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "api_error",
-        "the key store failed",
-    )
 }
 
 // === the request body ===

@@ -40,11 +40,13 @@ mod hold;
 mod peek;
 mod run;
 mod service;
+mod shared;
 
 pub use gate::{AttemptGate, GateAttempts};
 pub use health::ProviderHealth;
 pub use peek::PeekBody;
 pub use service::FallbackService;
+pub use shared::{share_cool_downs, POLL as COOL_DOWN_POLL};
 
 use crate::error::{Error, ErrorKind};
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! API, looked up by the SHA-256 digest of the presented key.
 
 use super::limits::{check_name, FieldError, LimitFields};
+use super::pg::SharedKeys;
 use super::store::{KeyStore, StoreError};
 use super::{check_globs, Authenticated, KeyInfo, KeySource, TeamInfo};
 use crate::budget::Period;
@@ -11,7 +12,7 @@ use http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
 /// Why a request's key was refused; the message never shows the key.
@@ -52,6 +53,9 @@ pub enum KeyError {
     /// The key store could not be written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The shared key store (PostgreSQL) cannot be reached; keys already known still work.
+    #[error("the key database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<FieldError> for KeyError {
@@ -101,9 +105,9 @@ pub struct KeyPatch {
 pub type TeamKeys = (Arc<TeamInfo>, Vec<Arc<str>>);
 
 #[derive(Default)]
-struct State {
-    keys: BTreeMap<Arc<str>, Arc<KeyInfo>>,
-    by_digest: HashMap<[u8; 32], Arc<str>>,
+pub(super) struct State {
+    pub(super) keys: BTreeMap<Arc<str>, Arc<KeyInfo>>,
+    pub(super) by_digest: HashMap<[u8; 32], Arc<str>>,
 }
 
 /// Every accepted client key and every configured team; see the [module docs](super).
@@ -119,6 +123,8 @@ pub struct KeyRegistry {
     store: Mutex<Option<KeyStore>>,
     /// Held by each create, update and revoke from its check to its write.
     changes: Mutex<()>,
+    /// The keys every replica shares, when they live in PostgreSQL.
+    pub(super) shared: OnceLock<Arc<SharedKeys>>,
 }
 
 impl std::fmt::Debug for KeyRegistry {
@@ -144,6 +150,7 @@ impl KeyRegistry {
             store_path: None,
             store: Mutex::new(None),
             changes: Mutex::new(()),
+            shared: OnceLock::new(),
         }
     }
 
@@ -174,6 +181,7 @@ impl KeyRegistry {
             store_path: None,
             store: Mutex::new(None),
             changes: Mutex::new(()),
+            shared: OnceLock::new(),
         }
     }
 
@@ -219,11 +227,11 @@ impl KeyRegistry {
         self.enabled
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+    pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+    pub(super) fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -301,7 +309,34 @@ impl KeyRegistry {
 
     /// Create an API key: the key's value (`gk-` and 64 hex digits, 256 bits from the
     /// OS's random source) is returned once and never kept, only its digest.
+    ///
+    /// With keys shared through PostgreSQL this refuses: use
+    /// [`create_key`](Self::create_key).
     pub fn create(&self, new: NewKey) -> Result<(Arc<KeyInfo>, Secret), KeyError> {
+        self.local_only()?;
+        let (info, digest, secret) = self.prepare(new)?;
+        // One change at a time, so two creates of one name cannot both pass; requests
+        // keep authenticating while the store writes.
+        let _changing = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.read().keys.contains_key(&info.name) {
+            return Err(KeyError::NameTaken(info.name.to_string()));
+        }
+        self.with_store_file(|store| store.insert(&info, &digest))?;
+        Ok((self.install(info, digest), secret))
+    }
+
+    /// Refuse a synchronous change when keys are shared (it would bypass PostgreSQL).
+    fn local_only(&self) -> Result<(), KeyError> {
+        match self.shared.get() {
+            None => Ok(()),
+            Some(_) => Err(KeyError::Store(StoreError::from_message(
+                "keys are shared through PostgreSQL: change them with the async methods".into(),
+            ))),
+        }
+    }
+
+    /// A checked new key, its digest and its value, not stored yet.
+    pub(super) fn prepare(&self, new: NewKey) -> Result<(KeyInfo, [u8; 32], Secret), KeyError> {
         if !self.enabled {
             return Err(KeyError::Disabled);
         }
@@ -325,71 +360,32 @@ impl KeyRegistry {
             source: KeySource::Api,
             created_at: SystemTime::now(),
         };
-        // One change at a time, so two creates of one name cannot both pass; requests
-        // keep authenticating while the store writes.
-        let _changing = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         if self.read().keys.contains_key(&info.name) {
             return Err(KeyError::NameTaken(new.name));
         }
-        self.with_store_file(|store| store.insert(&info, &digest))?;
+        Ok((info, digest, secret))
+    }
+
+    /// Make a stored key known (or replace what was known of it).
+    pub(super) fn install(&self, info: KeyInfo, digest: [u8; 32]) -> Arc<KeyInfo> {
         let info = Arc::new(info);
         let mut state = self.write();
         state.by_digest.insert(digest, info.name.clone());
         state.keys.insert(info.name.clone(), info.clone());
-        Ok((info, secret))
+        info
     }
 
-    /// Change the API key `name`.
+    /// Change the API key `name` (refused with shared keys: use
+    /// [`update_key`](Self::update_key)).
     pub fn update(&self, name: &str, patch: KeyPatch) -> Result<Arc<KeyInfo>, KeyError> {
-        self.change(name, |key| {
-            let mut fields = LimitFields::of(&key.limits);
-            if let Some(budget) = patch.budget_usd {
-                fields.budget_usd = budget;
-            }
-            match patch.budget_period {
-                Some(period) => fields.budget_period = period,
-                // A period kept from a budget being cleared limits nothing.
-                None if fields.budget_usd.is_none() => fields.budget_period = None,
-                None => {}
-            }
-            if let Some(rpm) = patch.rpm {
-                fields.rpm = rpm;
-            }
-            if let Some(tpm) = patch.tpm {
-                fields.tpm = tpm;
-            }
-            if let Some(max_concurrent) = patch.max_concurrent {
-                fields.max_concurrent = max_concurrent;
-            }
-            key.limits = fields.limits()?;
-            if let Some(team) = patch.team {
-                if let Some(team) = &team {
-                    check_name("team", team)?;
-                }
-                key.team = team.as_deref().map(Arc::from);
-            }
-            if let Some(models) = patch.models {
-                if let Some(models) = &models {
-                    check_globs("models", models).map_err(|(f, m)| FieldError::new(f, m))?;
-                }
-                key.models = models;
-            }
-            if let Some(expires_at) = patch.expires_at {
-                key.expires_at = expires_at;
-            }
-            Ok(())
-        })
+        self.change(name, |key| apply_patch(key, patch))
     }
 
     /// Revoke the API key `name`: it is refused from the next request on, and stays
-    /// listed with its `revoked_at`. Revoking it again changes nothing.
+    /// listed with its `revoked_at`. Revoking it again changes nothing. (Refused with
+    /// shared keys: use [`revoke_key`](Self::revoke_key).)
     pub fn revoke(&self, name: &str) -> Result<Arc<KeyInfo>, KeyError> {
-        self.change(name, |key| {
-            if key.revoked_at.is_none() {
-                key.revoked_at = Some(SystemTime::now());
-            }
-            Ok(())
-        })
+        self.change(name, revoke_now)
     }
 
     fn change(
@@ -397,7 +393,24 @@ impl KeyRegistry {
         name: &str,
         edit: impl FnOnce(&mut KeyInfo) -> Result<(), FieldError>,
     ) -> Result<Arc<KeyInfo>, KeyError> {
+        self.local_only()?;
         let _changing = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let (current, key) = self.edited(name, edit)?;
+        let Some(key) = key else {
+            return Ok(current);
+        };
+        self.with_store_file(|store| store.update(&key))?;
+        let key = Arc::new(key);
+        self.write().keys.insert(key.name.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// The API key `name` and, if `edit` changes it, the changed copy (not stored yet).
+    pub(super) fn edited(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut KeyInfo) -> Result<(), FieldError>,
+    ) -> Result<(Arc<KeyInfo>, Option<KeyInfo>), KeyError> {
         let current = self
             .get(name)
             .ok_or_else(|| KeyError::NotFound(name.to_owned()))?;
@@ -406,13 +419,8 @@ impl KeyRegistry {
         }
         let mut key = KeyInfo::clone(&current);
         edit(&mut key)?;
-        if key == *current {
-            return Ok(current);
-        }
-        self.with_store_file(|store| store.update(&key))?;
-        let key = Arc::new(key);
-        self.write().keys.insert(key.name.clone(), key.clone());
-        Ok(key)
+        let changed = (key != *current).then_some(key);
+        Ok((current, changed))
     }
 
     /// Run `write` on the store, opening (creating) its file first if needed; without a
@@ -446,6 +454,54 @@ impl KeyInfo {
             created_at: now,
         }
     }
+}
+
+/// Apply `patch` to `key`, checking each changed field.
+pub(super) fn apply_patch(key: &mut KeyInfo, patch: KeyPatch) -> Result<(), FieldError> {
+    let mut fields = LimitFields::of(&key.limits);
+    if let Some(budget) = patch.budget_usd {
+        fields.budget_usd = budget;
+    }
+    match patch.budget_period {
+        Some(period) => fields.budget_period = period,
+        // A period kept from a budget being cleared limits nothing.
+        None if fields.budget_usd.is_none() => fields.budget_period = None,
+        None => {}
+    }
+    if let Some(rpm) = patch.rpm {
+        fields.rpm = rpm;
+    }
+    if let Some(tpm) = patch.tpm {
+        fields.tpm = tpm;
+    }
+    if let Some(max_concurrent) = patch.max_concurrent {
+        fields.max_concurrent = max_concurrent;
+    }
+    key.limits = fields.limits()?;
+    if let Some(team) = patch.team {
+        if let Some(team) = &team {
+            check_name("team", team)?;
+        }
+        key.team = team.as_deref().map(Arc::from);
+    }
+    if let Some(models) = patch.models {
+        if let Some(models) = &models {
+            check_globs("models", models).map_err(|(f, m)| FieldError::new(f, m))?;
+        }
+        key.models = models;
+    }
+    if let Some(expires_at) = patch.expires_at {
+        key.expires_at = expires_at;
+    }
+    Ok(())
+}
+
+/// Revoke `key` now unless it already is.
+pub(super) fn revoke_now(key: &mut KeyInfo) -> Result<(), FieldError> {
+    if key.revoked_at.is_none() {
+        key.revoked_at = Some(SystemTime::now());
+    }
+    Ok(())
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {

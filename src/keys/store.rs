@@ -169,24 +169,24 @@ impl KeyStore {
     }
 }
 
-/// One row as SQLite holds it.
-struct Row {
-    name: String,
-    sha256: String,
-    team: Option<String>,
-    budget_picos: Option<String>,
-    budget_period: Option<String>,
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-    max_concurrent: Option<i64>,
-    models: Option<String>,
-    created_at_ms: i64,
-    expires_at_ms: Option<i64>,
-    revoked_at_ms: Option<i64>,
+/// One row as a store holds it (SQLite here, PostgreSQL in `pg.rs`: the same columns).
+pub(super) struct Row {
+    pub(super) name: String,
+    pub(super) sha256: String,
+    pub(super) team: Option<String>,
+    pub(super) budget_picos: Option<String>,
+    pub(super) budget_period: Option<String>,
+    pub(super) rpm: Option<i64>,
+    pub(super) tpm: Option<i64>,
+    pub(super) max_concurrent: Option<i64>,
+    pub(super) models: Option<String>,
+    pub(super) created_at_ms: i64,
+    pub(super) expires_at_ms: Option<i64>,
+    pub(super) revoked_at_ms: Option<i64>,
 }
 
 impl Row {
-    fn of(key: &KeyInfo, digest: &[u8; 32]) -> Self {
+    pub(super) fn of(key: &KeyInfo, digest: &[u8; 32]) -> Self {
         let limits = key.limits;
         Self {
             name: key.name.to_string(),
@@ -207,7 +207,7 @@ impl Row {
         }
     }
 
-    fn into_key(self) -> Result<(KeyInfo, [u8; 32]), StoreError> {
+    pub(super) fn into_key(self) -> Result<(KeyInfo, [u8; 32]), StoreError> {
         let bad = |what: &str| StoreError(format!("key {:?}: bad {what}", self.name));
         let digest = unhex(&self.sha256).ok_or_else(|| bad("sha256"))?;
         let budget = match (&self.budget_picos, &self.budget_period) {

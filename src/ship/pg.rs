@@ -171,8 +171,9 @@ impl PgAudit {
         settle(conn, result)
     }
 
-    /// Run one query on the connection (for the page query).
-    pub(super) async fn query(
+    /// Run one statement on the connection (the page query, the key store's reads and
+    /// writes), in its own transaction.
+    pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],

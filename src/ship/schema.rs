@@ -11,6 +11,9 @@
 //! ) PARTITION BY RANGE (ts)
 //! audit_bodies(request_id text, ts timestamptz, request_body bytea, response_body bytea)
 //!     PARTITION BY RANGE (ts)                -- primary key (request_id, ts)
+//! api_keys(name text PRIMARY KEY, sha256 text UNIQUE, team, limits, models,
+//!     created/expires/revoked_at_ms bigint,  -- the API-created client keys (digests only)
+//!     version bigint)                        -- from api_keys_version_seq on every write
 //! ```
 //!
 //! A unique key of a partitioned table must hold the partition key, so records are
@@ -22,10 +25,11 @@ use super::month::{time_of_ms, Month};
 use tokio_postgres::Client;
 
 /// The version [`MIGRATIONS`] brings a schema to.
-pub(crate) const VERSION: i32 = 1;
+pub(crate) const VERSION: i32 = 2;
 
 /// Step `n` (1-based) brings version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE SEQUENCE audit_records_id_seq;
 CREATE TABLE audit_records (
     id bigint NOT NULL DEFAULT nextval('audit_records_id_seq'),
@@ -56,7 +60,27 @@ CREATE TABLE audit_bodies (
     response_body bytea,
     PRIMARY KEY (request_id, ts)
 ) PARTITION BY RANGE (ts);
-"];
+",
+    "
+CREATE SEQUENCE api_keys_version_seq;
+CREATE TABLE api_keys (
+    name text PRIMARY KEY,
+    sha256 text NOT NULL UNIQUE,
+    team text,
+    budget_picos text,
+    budget_period text,
+    rpm bigint,
+    tpm bigint,
+    max_concurrent bigint,
+    models text,
+    created_at_ms bigint NOT NULL,
+    expires_at_ms bigint,
+    revoked_at_ms bigint,
+    version bigint NOT NULL
+);
+CREATE INDEX api_keys_version ON api_keys (version);
+",
+];
 
 /// The two partitioned tables.
 const TABLES: [&str; 2] = ["audit_records", "audit_bodies"];

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mock;
+pub mod tcp_proxy;
 
 use llm_gateway::config::{Config, ProviderConfig};
 use llm_gateway::usage::UsageReport;
@@ -389,4 +390,19 @@ pub fn assert_no_secret(outputs: &[(String, Vec<u8>)], secrets: &[&str]) {
             );
         }
     }
+}
+
+/// Build (if needed) and locate the example binary next to this test's target dir.
+pub fn gateway_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap().to_path_buf();
+    let status = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["build", "--quiet", "--example", "gateway", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the example builds");
+    profile_dir.join("examples").join("gateway")
 }

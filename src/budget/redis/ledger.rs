@@ -87,7 +87,7 @@ impl Ledger for RedisLedger {
             .queue
             .submit(async move { inner.settle(request_id, settlement).await });
         if let Some(Err(error)) = futures_util::FutureExt::now_or_never(answer) {
-            // Its reservation is given back when its lease expires.
+            // Parked, and sent again once Redis answers the ping.
             tracing::warn!(%error, "the Redis ledger could not settle a request");
         }
     }

@@ -16,7 +16,7 @@ use crate::budget::Clock;
 use crate::pricing::Money;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -36,6 +36,9 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How many open requests this replica remembers (their scopes, until they settle).
 const MAX_OPEN: usize = 65_536;
+
+/// How many settlements that Redis could not take are kept to be sent again.
+const MAX_PARKED: usize = 65_536;
 
 /// What a request with limits gets while Redis cannot answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -74,8 +77,10 @@ pub enum OnUnavailable {
 /// effect before anything this replica asks after it. A full queue fails an operation at
 /// once; so does Redis for a second after it failed to answer within the timeout
 /// (default 2 s), so a dead Redis does not hold every request behind it. A settle that
-/// fails is logged, and its reservation is given back when its lease expires (its cost
-/// is then not charged).
+/// fails is logged and parked (up to 65,536, in memory): once Redis answers the
+/// gateway's ping again ([`note_reachable`](Self::note_reachable)) they are sent again,
+/// oldest first, and charged then (within the request's two-lease memory in Redis,
+/// about two hours; a replica that restarts meanwhile loses its parked ones).
 /// Admissions whose scopes have no limit are answered at once without Redis (and
 /// charged there when they settle), so they are unaffected while Redis is down.
 /// Growing a reservation for a fallback attempt needs an answer at once, which a remote
@@ -100,6 +105,15 @@ struct Inner {
     /// After a failure, operations fail at once until then (one slow or silent Redis
     /// must not queue every request behind its timeout).
     down_until: Mutex<Option<Instant>>,
+    /// Settlements Redis could not take, oldest first, sent again once it answers.
+    parked: Mutex<VecDeque<Parked>>,
+}
+
+/// A settlement waiting for Redis.
+struct Parked {
+    request_id: String,
+    settlement: Settlement,
+    open: Option<Open>,
 }
 
 /// A request this replica admitted.
@@ -140,6 +154,7 @@ impl RedisLedger {
                 open: Mutex::new(HashMap::new()),
                 queue: queue::Queue::default(),
                 down_until: Mutex::new(None),
+                parked: Mutex::new(VecDeque::new()),
             }),
         })
     }
@@ -160,6 +175,27 @@ impl RedisLedger {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.inner_mut().timeout = timeout;
         self
+    }
+
+    /// Note whether Redis answered a call made beside the ledger (the gateway's idle
+    /// ping): `/gateway/health` then follows Redis without waiting for traffic, and an
+    /// answer ends the second of failing at once that a failure started.
+    /// Settlements parked while Redis was down are then sent again, in the order they
+    /// were made.
+    pub fn note_reachable(&self, reachable: bool) {
+        self.inner.healthy.store(reachable, Ordering::Relaxed);
+        if reachable {
+            *self
+                .inner
+                .down_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+            if self.inner.has_parked() {
+                let inner = self.inner.clone();
+                // Queued like any operation: in order with what this replica asks next.
+                drop(self.inner.queue.submit(async move { inner.replay().await }));
+            }
+        }
     }
 
     /// Read the time from `clock` instead of the server's `TIME`, in the scripts as in
@@ -279,21 +315,82 @@ impl Inner {
         refusal(&reply, &scopes, cost, Some(()))
     }
 
+    /// Settle `request_id`; when Redis cannot take it, park it to be sent again.
     async fn settle(&self, request_id: String, settlement: Settlement) -> Result<(), LedgerError> {
         let open = self.forget(&request_id);
+        let result = self
+            .settle_once(&request_id, settlement, open.as_ref())
+            .await;
+        if result.is_err() {
+            self.park(Parked {
+                request_id,
+                settlement,
+                open,
+            });
+        }
+        result
+    }
+
+    fn park(&self, parked: Parked) {
+        let mut all = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        if all.len() < MAX_PARKED {
+            all.push_back(parked);
+        } else {
+            tracing::warn!("too many settlements wait for Redis; one is dropped uncharged");
+        }
+    }
+
+    /// Send the parked settlements again, oldest first, until one fails (settling is
+    /// idempotent by request id, so one Redis did take is not charged twice).
+    async fn replay(&self) -> Result<(), LedgerError> {
+        loop {
+            let next = self
+                .parked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(parked) = next else { return Ok(()) };
+            let open = parked.open.as_ref();
+            if let Err(error) = self
+                .settle_once(&parked.request_id, parked.settlement, open)
+                .await
+            {
+                self.parked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_front(parked);
+                return Err(error);
+            }
+        }
+    }
+
+    fn has_parked(&self) -> bool {
+        !self
+            .parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    async fn settle_once(
+        &self,
+        request_id: &str,
+        settlement: Settlement,
+        open: Option<&Open>,
+    ) -> Result<(), LedgerError> {
         let mut invocation = match open.filter(|open| open.unlimited) {
             Some(open) => {
                 let mut invocation = scripts::CHARGE.prepare_invoke();
                 for (scope, _) in &open.scopes {
                     invocation.key(self.scope_args(scope));
                 }
-                invocation.arg(self.now_arg()).arg(&request_id);
+                invocation.arg(self.now_arg()).arg(request_id);
                 invocation
             }
             None => {
                 let mut invocation = scripts::SETTLE.prepare_invoke();
                 invocation
-                    .key(keys::request_key(&self.prefix, &request_id))
+                    .key(keys::request_key(&self.prefix, request_id))
                     .arg(self.now_arg());
                 invocation
             }
