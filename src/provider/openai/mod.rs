@@ -20,7 +20,7 @@ use crate::body::Body;
 use crate::config::{ProviderConfig, ProviderKind, Secret};
 use crate::error::{Error, ErrorKind, UpstreamResponse};
 use crate::ledger::RequestLedger;
-use crate::meta::{Endpoint, RequestMeta, ServedBy, TargetModel};
+use crate::meta::{Endpoint, OpenAiRequest, RequestMeta, ServedBy, TargetModel};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -154,6 +154,12 @@ impl Inner {
         match meta.map(|m| m.endpoint) {
             Some(Endpoint::CountTokens) => return self.count_tokens(&body),
             Some(Endpoint::Models) => return Ok(self.models(&model)),
+            Some(Endpoint::Passthrough) => {
+                return Err(Error::new(
+                    ErrorKind::NoRoute,
+                    format!("provider `{}` speaks OpenAI and serves no other Anthropic API", self.name),
+                ))
+            }
             _ => {}
         }
         let stream = meta.is_some_and(|m| m.stream);
@@ -161,14 +167,19 @@ impl Inner {
             model: &model,
             dialect: self.dialect,
         };
-        let translated = translate::translate_request_with_options(
-            &body,
-            &target,
-            &RequestOptions {
-                reasoning_effort: false,
-            },
-        )
-        .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?;
+        let translated = match parts.extensions.get::<OpenAiRequest>() {
+            // An OpenAI client's request goes as it came.
+            Some(chat) => as_it_came(chat, meta, &model, stream),
+            None => translate::translate_request_with_options(
+                &body,
+                &target,
+                &RequestOptions {
+                    reasoning_effort: false,
+                },
+            )
+            .map(Bytes::from)
+            .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?,
+        };
 
         let mut request = self
             .client
@@ -309,6 +320,32 @@ impl Inner {
         };
         build(StatusCode::OK, headers, Body::full(json), served)
     }
+}
+
+/// An OpenAI client's body for this upstream: `model` rewritten when routing chose
+/// another, and a stream's `stream_options.include_usage` turned on when the client left it
+/// off (the gateway meters every stream; the client still gets no usage chunk it did not
+/// ask for). Nothing else changes.
+fn as_it_came(chat: &OpenAiRequest, meta: Option<&RequestMeta>, model: &str, stream: bool) -> Bytes {
+    let mut body = if meta.and_then(|m| m.model.as_deref()) == Some(model) {
+        chat.body.clone()
+    } else {
+        crate::ingress::rewrite_model(&chat.body, chat.model_span.clone(), model)
+    };
+    if stream && !chat.include_usage {
+        if let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body) {
+            let options = object
+                .entry("stream_options")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".into(), serde_json::Value::Bool(true));
+            }
+            if let Ok(with_usage) = serde_json::to_vec(&object) {
+                body = Bytes::from(with_usage);
+            }
+        }
+    }
+    body
 }
 
 /// `base` with `segments` appended as path segments (each percent-encoded as one
