@@ -28,7 +28,9 @@ impl Endpoint {
 }
 
 /// Which API dialect the client speaks (in JSON: `anthropic`, `openai`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Ingress {
     /// The Anthropic API: `/v1/messages` and the rest of `/v1/`.

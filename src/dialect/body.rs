@@ -12,7 +12,8 @@ pin_project! {
     ///
     /// Holds the partial SSE line of the stream below and the chunks one of its frames
     /// turned into, nothing more: each upstream event is written out before the next
-    /// frame is polled. An error of the stream below passes up as it came (after the
+    /// frame is polled, and the stream below is read to its end (so the layers below see
+    /// it end, not dropped) even after `[DONE]`. An error of the stream below passes up as it came (after the
     /// chunks written before it), for the error layer to end the stream in OpenAI's way.
     pub struct ChunkBody<B> {
         #[pin]
@@ -53,7 +54,7 @@ where
             if !this.out.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(this.out.split().freeze()))));
             }
-            if *this.ended || this.writer.is_done() {
+            if *this.ended {
                 return Poll::Ready(None);
             }
             match ready!(this.inner.as_mut().poll_frame(cx)) {
@@ -79,7 +80,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.out.is_empty() && (self.ended || self.writer.is_done())
+        self.out.is_empty() && (self.ended || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -153,7 +153,8 @@ where
         let mut response = match result {
             Ok(response) => {
                 let is_sse = render::is_event_stream(response.headers());
-                let mut response = response.map(|body| RescueBody::stream(body, is_sse, *this.ingress));
+                let mut response =
+                    response.map(|body| RescueBody::stream(body, is_sse, *this.ingress));
                 if is_sse {
                     render::add_stream_headers(response.headers_mut());
                 }
@@ -161,7 +162,8 @@ where
             }
             Err(error) => {
                 log_error(&error, &id);
-                let mut response = error_response_in(&error, &id.0, *this.ingress).map(RescueBody::full);
+                let mut response =
+                    error_response_in(&error, &id.0, *this.ingress).map(RescueBody::full);
                 response
                     .extensions_mut()
                     .insert(ErrorInfo(error.message().to_owned()));

@@ -90,12 +90,19 @@ mod tests {
             (r#"{"messages":[]}"#, "model"),
             (r#"{"model":"m"}"#, "messages"),
             (r#"{"model":"m","#, "JSON"),
-            (r#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role"),
+            (
+                r#"{"model":"m","messages":[{"content":"x"}]}"#,
+                "messages[0].role",
+            ),
         ] {
             let mut meta = RequestMeta::new("t", Endpoint::Messages);
             let error = chat_request(Bytes::from(raw), &mut meta, &mut parts()).unwrap_err();
             assert_eq!(error.status(), 400);
-            assert!(error.message().contains(needle), "{needle}: {}", error.message());
+            assert!(
+                error.message().contains(needle),
+                "{needle}: {}",
+                error.message()
+            );
         }
     }
 
@@ -103,7 +110,10 @@ mod tests {
     fn uploads_are_noted_by_size() {
         let mut headers = HeaderMap::new();
         assert!(upload_note(&headers, 10).is_none());
-        headers.insert(header::CONTENT_TYPE, "multipart/form-data; boundary=x".parse().unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            "multipart/form-data; boundary=x".parse().unwrap(),
+        );
         assert_eq!(
             upload_note(&headers, 1234).unwrap(),
             "[multipart body of 1234 bytes, not stored]"

@@ -157,7 +157,10 @@ impl Inner {
             Some(Endpoint::Passthrough) => {
                 return Err(Error::new(
                     ErrorKind::NoRoute,
-                    format!("provider `{}` speaks OpenAI and serves no other Anthropic API", self.name),
+                    format!(
+                        "provider `{}` speaks OpenAI and serves no other Anthropic API",
+                        self.name
+                    ),
                 ))
             }
             _ => {}
@@ -326,7 +329,12 @@ impl Inner {
 /// another, and a stream's `stream_options.include_usage` turned on when the client left it
 /// off (the gateway meters every stream; the client still gets no usage chunk it did not
 /// ask for). Nothing else changes.
-fn as_it_came(chat: &OpenAiRequest, meta: Option<&RequestMeta>, model: &str, stream: bool) -> Bytes {
+fn as_it_came(
+    chat: &OpenAiRequest,
+    meta: Option<&RequestMeta>,
+    model: &str,
+    stream: bool,
+) -> Bytes {
     let mut body = if meta.and_then(|m| m.model.as_deref()) == Some(model) {
         chat.body.clone()
     } else {

@@ -84,11 +84,9 @@ pub fn messages_from_chat(chat_body: &[u8]) -> Result<ChatTranslation, Translate
     out.insert("messages".into(), Value::Array(turns));
 
     let asked = match field("max_completion_tokens").or_else(|| field("max_tokens")) {
-        Some(v) => Some(
-            v.as_u64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| TranslateError::new("max_completion_tokens: must be a positive integer"))?,
-        ),
+        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            TranslateError::new("max_completion_tokens: must be a positive integer")
+        })?),
         None => None,
     };
     let effort = field("reasoning_effort").and_then(Value::as_str);
@@ -241,12 +239,14 @@ fn text_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, Translat
             .iter()
             .enumerate()
             .filter(|(_, p)| str_of(p, "type") != Some("refusal"))
-            .map(|(j, part)| match (str_of(part, "type"), str_of(part, "text")) {
-                (Some("text"), Some(text)) => Ok(json!({"type": "text", "text": text})),
-                _ => Err(TranslateError::new(format!(
-                    "{at}.content[{j}]: must be a text part"
-                ))),
-            })
+            .map(
+                |(j, part)| match (str_of(part, "type"), str_of(part, "text")) {
+                    (Some("text"), Some(text)) => Ok(json!({"type": "text", "text": text})),
+                    _ => Err(TranslateError::new(format!(
+                        "{at}.content[{j}]: must be a text part"
+                    ))),
+                },
+            )
             .collect(),
         Some(other) => Err(TranslateError::new(format!(
             "{at}.content: must be a string or an array, got {}",
@@ -346,7 +346,11 @@ fn assistant_blocks(
     Ok(blocks)
 }
 
-fn tool_result(message: &Value, content: Option<&Value>, at: &str) -> Result<Value, TranslateError> {
+fn tool_result(
+    message: &Value,
+    content: Option<&Value>,
+    at: &str,
+) -> Result<Value, TranslateError> {
     let id = non_empty_str(message, "tool_call_id")
         .ok_or_else(|| TranslateError::new(format!("{at}.tool_call_id: field required")))?;
     let content = match content {
@@ -370,12 +374,15 @@ fn tools_of(tools: &Value, refuse: &mut impl FnMut(String)) -> Result<Vec<Value>
     let mut out = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         if str_of(tool, "type") != Some("function") {
-            refuse(format!("tools[{i}]: only function tools have an Anthropic equivalent"));
+            refuse(format!(
+                "tools[{i}]: only function tools have an Anthropic equivalent"
+            ));
             continue;
         }
         let function = tool.get("function").unwrap_or(&Value::Null);
-        let name = non_empty_str(function, "name")
-            .ok_or_else(|| TranslateError::new(format!("tools[{i}].function.name: field required")))?;
+        let name = non_empty_str(function, "name").ok_or_else(|| {
+            TranslateError::new(format!("tools[{i}].function.name: field required"))
+        })?;
         let mut translated = Map::new();
         translated.insert("name".into(), Value::from(name));
         if let Some(description) = str_of(function, "description") {

@@ -54,10 +54,10 @@ pub use chat_stream::ChunkWriter;
 pub use error::{StreamError, TranslateError};
 pub use error_body::{anthropic_error_body, anthropic_error_type_for_status, translate_error};
 pub use estimate::{estimate_count_tokens_body, estimate_input_tokens};
+pub use models::models_for_both_sdks;
 pub use request::{translate_request, translate_request_with_options, RequestOptions};
 pub use response::{translate_response, translate_response_with_id};
 pub use stream::{StreamEnd, StreamTranslator};
-pub use models::models_for_both_sdks;
 pub use tools::{openai_tool_name, MAX_TOOL_NAME_LEN};
 pub use usage::{finish_reason_from_stop, stop_reason_from_finish, Usage};
 

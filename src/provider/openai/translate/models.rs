@@ -40,7 +40,9 @@ fn complete_model(model: &mut Map<String, Value>, owner: &str) {
         .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
         .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    model.entry("created_at").or_insert(Value::from("1970-01-01T00:00:00Z"));
+    model
+        .entry("created_at")
+        .or_insert(Value::from("1970-01-01T00:00:00Z"));
     model.entry("created").or_insert(Value::from(created));
     model.entry("owned_by").or_insert(Value::from(owner));
 }
@@ -52,7 +54,8 @@ mod tests {
     #[test]
     fn a_list_gets_both_sdks_fields() {
         let body = br#"{"data":[{"type":"model","id":"claude-sonnet-4-5","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"}],"has_more":false,"first_id":"claude-sonnet-4-5","last_id":"claude-sonnet-4-5"}"#;
-        let out: Value = serde_json::from_slice(&models_for_both_sdks(body, "anthropic").unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&models_for_both_sdks(body, "anthropic").unwrap()).unwrap();
         assert_eq!(out["object"], "list");
         let model = &out["data"][0];
         assert_eq!(model["object"], "model");
@@ -60,7 +63,8 @@ mod tests {
         assert_eq!(model["created"], 1_759_104_000);
         assert_eq!(model["owned_by"], "anthropic");
         assert_eq!(model["display_name"], "Claude Sonnet 4.5");
-        let one: Value = serde_json::from_slice(&models_for_both_sdks(br#"{"id":"m"}"#, "x").unwrap()).unwrap();
+        let one: Value =
+            serde_json::from_slice(&models_for_both_sdks(br#"{"id":"m"}"#, "x").unwrap()).unwrap();
         assert_eq!(one["object"], "model");
         assert_eq!(one["display_name"], "m");
         assert!(models_for_both_sdks(b"[]", "x").is_none());

@@ -54,7 +54,10 @@ impl Usage {
     pub fn merge_anthropic(&mut self, usage: &Value) {
         for (key, field) in [
             ("input_tokens", &mut self.input_tokens),
-            ("cache_creation_input_tokens", &mut self.cache_creation_input_tokens),
+            (
+                "cache_creation_input_tokens",
+                &mut self.cache_creation_input_tokens,
+            ),
             ("cache_read_input_tokens", &mut self.cache_read_input_tokens),
             ("output_tokens", &mut self.output_tokens),
         ] {

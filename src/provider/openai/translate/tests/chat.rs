@@ -23,7 +23,11 @@ fn chunks(sse: &str, include_usage: bool) -> Vec<String> {
     let text = String::from_utf8(out.to_vec()).unwrap();
     text.split("\n\n")
         .filter(|l| !l.is_empty())
-        .map(|l| l.strip_prefix("data: ").expect("data lines only").to_owned())
+        .map(|l| {
+            l.strip_prefix("data: ")
+                .expect("data lines only")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -47,7 +51,10 @@ fn text_streams_as_content_then_stop_then_done() {
     let chunks = parsed(&lines);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(chunks[0]["object"], "chat.completion.chunk");
-    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "no usage unless asked");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "no usage unless asked"
+    );
     let text: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
@@ -86,7 +93,10 @@ fn two_parallel_tool_calls_keep_their_own_index_and_every_fragment() {
     };
     assert_eq!(args(0), r#"{"city": "Paris"}"#);
     assert_eq!(args(1), r#"{"zone": "CET"}"#);
-    let finish = chunks.iter().find(|c| !c["choices"][0]["finish_reason"].is_null()).unwrap();
+    let finish = chunks
+        .iter()
+        .find(|c| !c["choices"][0]["finish_reason"].is_null())
+        .unwrap();
     assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
 }
 
@@ -100,8 +110,13 @@ fn usage_counts_cache_reads_and_writes_in_the_prompt_as_a_last_empty_choices_chu
     assert_eq!(usage["usage"]["prompt_tokens"], 940);
     assert_eq!(usage["usage"]["completion_tokens"], 61);
     assert_eq!(usage["usage"]["total_tokens"], 1001);
-    assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 800);
-    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null()));
+    assert_eq!(
+        usage["usage"]["prompt_tokens_details"]["cached_tokens"],
+        800
+    );
+    assert!(chunks[..chunks.len() - 1]
+        .iter()
+        .all(|c| c["usage"].is_null()));
 }
 
 #[test]
@@ -163,9 +178,10 @@ fn a_whole_message_becomes_a_chat_completion() {
     assert_eq!(out["usage"]["prompt_tokens"], 35);
     assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 10);
     let long = json!({"content": [{"type": "text", "text": "a"}], "stop_reason": "max_tokens"});
-    let out: Value =
-        serde_json::from_slice(&chat_completion_from_message(long.to_string().as_bytes(), 0).unwrap())
-            .unwrap();
+    let out: Value = serde_json::from_slice(
+        &chat_completion_from_message(long.to_string().as_bytes(), 0).unwrap(),
+    )
+    .unwrap();
     assert_eq!(out["choices"][0]["finish_reason"], "length");
 }
 
@@ -208,25 +224,62 @@ fn a_chat_request_becomes_messages_field_by_field() {
         "stream": true
     }));
     assert_eq!(refused, None);
-    assert_eq!(m["system"], json!([{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}]));
+    assert_eq!(
+        m["system"],
+        json!([{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}])
+    );
     let turns = m["messages"].as_array().unwrap();
-    assert_eq!(turns.len(), 3, "the tool results and the next user text share one turn");
-    assert_eq!(turns[0]["content"][1]["source"], json!({"type": "base64", "media_type": "image/png", "data": "iVBOR"}));
-    assert_eq!(turns[0]["content"][2]["source"], json!({"type": "url", "url": "https://x.test/a.jpg"}));
+    assert_eq!(
+        turns.len(),
+        3,
+        "the tool results and the next user text share one turn"
+    );
+    assert_eq!(
+        turns[0]["content"][1]["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": "iVBOR"})
+    );
+    assert_eq!(
+        turns[0]["content"][2]["source"],
+        json!({"type": "url", "url": "https://x.test/a.jpg"})
+    );
     assert_eq!(turns[1]["role"], "assistant");
-    assert_eq!(turns[1]["content"][0], json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}));
+    assert_eq!(
+        turns[1]["content"][0],
+        json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}})
+    );
     assert_eq!(turns[1]["content"][1]["input"], json!({}));
-    assert_eq!(turns[2]["content"][0], json!({"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"}));
-    assert_eq!(turns[2]["content"][1]["content"], json!([{"type": "text", "text": "noon"}]));
-    assert_eq!(turns[2]["content"][2], json!({"type": "text", "text": "Thanks"}));
-    assert_eq!(m["tools"][0]["input_schema"]["properties"]["city"]["type"], "string");
-    assert_eq!(m["tool_choice"], json!({"type": "any", "disable_parallel_tool_use": true}));
+    assert_eq!(
+        turns[2]["content"][0],
+        json!({"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"})
+    );
+    assert_eq!(
+        turns[2]["content"][1]["content"],
+        json!([{"type": "text", "text": "noon"}])
+    );
+    assert_eq!(
+        turns[2]["content"][2],
+        json!({"type": "text", "text": "Thanks"})
+    );
+    assert_eq!(
+        m["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
+    assert_eq!(
+        m["tool_choice"],
+        json!({"type": "any", "disable_parallel_tool_use": true})
+    );
     assert_eq!(m["stop_sequences"], json!(["END"]));
     assert_eq!(m["max_tokens"], 20000);
-    assert_eq!(m["thinking"], json!({"type": "enabled", "budget_tokens": 16384}));
+    assert_eq!(
+        m["thinking"],
+        json!({"type": "enabled", "budget_tokens": 16384})
+    );
     assert_eq!(m["temperature"], 0.5);
     assert_eq!(m["top_p"], 0.9);
-    assert_eq!(m["output_config"], json!({"format": {"type": "json_schema", "schema": {"type": "object"}}}));
+    assert_eq!(
+        m["output_config"],
+        json!({"format": {"type": "json_schema", "schema": {"type": "object"}}})
+    );
     assert_eq!(m["metadata"], json!({"user_id": "u-42"}));
     assert_eq!(m["stream"], true);
     assert!(m.get("seed").is_none());
@@ -234,31 +287,63 @@ fn a_chat_request_becomes_messages_field_by_field() {
 
 #[test]
 fn defaults_and_refusals() {
-    let (m, refused) = translate(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
+    let (m, refused) =
+        translate(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
     assert_eq!(m["max_tokens"], 4096);
     assert_eq!(refused, None);
     let (m, _) = translate(json!({"model": "m", "reasoning_effort": "low", "messages": []}));
     assert_eq!(m["max_tokens"], 2048 + 4096);
-    let (m, _) = translate(json!({"model": "m", "tool_choice": {"type": "function", "function": {"name": "f"}}, "messages": []}));
+    let (m, _) = translate(
+        json!({"model": "m", "tool_choice": {"type": "function", "function": {"name": "f"}}, "messages": []}),
+    );
     assert_eq!(m["tool_choice"], json!({"type": "tool", "name": "f"}));
-    let (m, _) = translate(json!({"model": "m", "tool_choice": "none", "parallel_tool_calls": false, "messages": []}));
+    let (m, _) = translate(
+        json!({"model": "m", "tool_choice": "none", "parallel_tool_calls": false, "messages": []}),
+    );
     assert_eq!(m["tool_choice"], json!({"type": "none"}));
     for (request, needle) in [
         (json!({"model": "m", "n": 2, "messages": []}), "n:"),
-        (json!({"model": "m", "logprobs": true, "messages": []}), "logprobs"),
-        (json!({"model": "m", "response_format": {"type": "json_object"}, "messages": []}), "json_object"),
-        (json!({"model": "m", "reasoning_effort": "high", "max_tokens": 500, "messages": []}), "reasoning_effort"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}), "input_audio"),
+        (
+            json!({"model": "m", "logprobs": true, "messages": []}),
+            "logprobs",
+        ),
+        (
+            json!({"model": "m", "response_format": {"type": "json_object"}, "messages": []}),
+            "json_object",
+        ),
+        (
+            json!({"model": "m", "reasoning_effort": "high", "max_tokens": 500, "messages": []}),
+            "reasoning_effort",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+            "input_audio",
+        ),
     ] {
         let (_, refused) = translate(request);
-        assert!(refused.as_deref().is_some_and(|r| r.contains(needle)), "{needle}: {refused:?}");
+        assert!(
+            refused.as_deref().is_some_and(|r| r.contains(needle)),
+            "{needle}: {refused:?}"
+        );
     }
     for (request, needle) in [
-        (json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]}]}), "arguments"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}), "image_url"),
-        (json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}), "tool_call_id"),
+        (
+            json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]}]}),
+            "arguments",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}),
+            "image_url",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+            "tool_call_id",
+        ),
         (json!({"model": "m", "stop": 3, "messages": []}), "stop"),
-        (json!({"model": "m", "max_tokens": -1, "messages": []}), "max_completion_tokens"),
+        (
+            json!({"model": "m", "max_tokens": -1, "messages": []}),
+            "max_completion_tokens",
+        ),
     ] {
         let error = messages_from_chat(request.to_string().as_bytes()).unwrap_err();
         assert!(error.message().contains(needle), "{needle}: {error}");
