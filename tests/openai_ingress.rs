@@ -547,88 +547,42 @@ async fn models_are_listed_for_both_sdks() {
 }
 
 #[tokio::test]
-async fn batches_and_file_uploads_pass_through_as_they_came_and_are_audited_by_size() {
+async fn a_stream_that_fails_before_content_is_an_openai_error_status_and_after_it_an_error_line() {
     let upstream = MockUpstream::start().await;
-    upstream.push(Reply::json(
-        200,
-        r#"{"id":"msgbatch_1","type":"message_batch","processing_status":"in_progress"}"#,
-    ));
-    upstream.push(Reply::json(
-        200,
-        r#"{"id":"file_1","type":"file","size_bytes":70000}"#,
-    ));
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_e\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n";
+    let overloaded = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    upstream.push(Reply::sse_events(&format!("{start}{overloaded}")));
+    let text = concat!(
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+    );
+    upstream.push(Reply::sse_events(&format!("{start}{text}{overloaded}")));
     let gateway = start_gateway(config_for(&upstream)).await;
 
-    let batch = r#"{"requests":[{"custom_id":"a","params":{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}}]}"#;
+    let (status, _, error) = chat_error(&gateway, "sk-client", &hello(true).to_string()).await;
+    assert_eq!(status, 529);
+    assert_eq!(error["type"], "server_error");
+    assert_eq!(error["code"], "overloaded_error");
+
     let response = client()
-        .post(gateway.url("/v1/messages/batches?beta=true"))
-        .header("anthropic-beta", "message-batches-2024-09-24")
-        .header("content-type", "application/json")
-        .body(batch)
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&hello(true))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap()["id"], "msgbatch_1");
-
-    let file: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(file.clone()).file_name("data.bin"),
-    );
-    let response = client()
-        .post(gateway.url("/v1/files"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-
-    let sent = upstream.requests();
-    assert_eq!(
-        (sent[0].method.as_str(), sent[0].target.as_str()),
-        ("POST", "/v1/messages/batches?beta=true")
-    );
-    assert_eq!(sent[0].body, batch.as_bytes());
-    assert_eq!(
-        sent[0].header("anthropic-beta"),
-        Some("message-batches-2024-09-24")
-    );
-    assert_eq!(sent[1].target, "/v1/files");
-    assert!(sent[1]
-        .header("content-type")
-        .unwrap()
-        .starts_with("multipart/form-data; boundary="));
+    let body = response.text().await.unwrap();
+    let lines: Vec<&str> = body.split("\n\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[1].contains(r#""content":"Hel""#), "{body}");
+    let last: Value =
+        serde_json::from_str(lines.last().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(last["error"]["message"], "Overloaded", "{body}");
     assert!(
-        sent[1]
-            .body
-            .windows(file.len())
-            .any(|w| w == file.as_slice()),
-        "the file's bytes intact"
+        !body.contains("[DONE]"),
+        "a failed stream does not say it is done"
     );
-
-    let records = gateway.wait_audit("limit=2&bodies=true", 2).await;
-    let upload = records
-        .iter()
-        .find(|r| {
-            r["status"] == 200
-                && r["request_body"]
-                    .as_str()
-                    .is_some_and(|b| b.contains("multipart"))
-        })
-        .expect("the upload's record");
-    assert_eq!(upload["endpoint"], "passthrough");
-    assert_eq!(
-        upload["request_body"],
-        format!(
-            "[multipart body of {} bytes, not stored]",
-            sent[1].body.len()
-        )
+    assert!(
+        !body.contains("event:"),
+        "no Anthropic frames reach an OpenAI client"
     );
-    assert!(upload["cost_usd"].is_null(), "not priced");
-    let batch_record = records
-        .iter()
-        .find(|r| r["request_body"] == batch)
-        .expect("the batch's record");
-    assert_eq!(batch_record["ingress"], "anthropic");
 }

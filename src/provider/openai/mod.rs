@@ -9,6 +9,7 @@
 //! local estimate; `/v1/models` with the provider's configured model.
 
 mod body;
+mod chat_body;
 pub mod translate;
 
 pub use body::TranslatedBody;
@@ -172,7 +173,7 @@ impl Inner {
         };
         let translated = match parts.extensions.get::<OpenAiRequest>() {
             // An OpenAI client's request goes as it came.
-            Some(chat) => as_it_came(chat, meta, &model, stream),
+            Some(chat) => chat_body::as_it_came(chat, meta, &model, stream),
             None => translate::translate_request_with_options(
                 &body,
                 &target,
@@ -323,37 +324,6 @@ impl Inner {
         };
         build(StatusCode::OK, headers, Body::full(json), served)
     }
-}
-
-/// An OpenAI client's body for this upstream: `model` rewritten when routing chose
-/// another, and a stream's `stream_options.include_usage` turned on when the client left it
-/// off (the gateway meters every stream; the client still gets no usage chunk it did not
-/// ask for). Nothing else changes.
-fn as_it_came(
-    chat: &OpenAiRequest,
-    meta: Option<&RequestMeta>,
-    model: &str,
-    stream: bool,
-) -> Bytes {
-    let mut body = if meta.and_then(|m| m.model.as_deref()) == Some(model) {
-        chat.body.clone()
-    } else {
-        crate::ingress::rewrite_model(&chat.body, chat.model_span.clone(), model)
-    };
-    if stream && !chat.include_usage {
-        if let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body) {
-            let options = object
-                .entry("stream_options")
-                .or_insert_with(|| serde_json::json!({}));
-            if let Some(options) = options.as_object_mut() {
-                options.insert("include_usage".into(), serde_json::Value::Bool(true));
-            }
-            if let Ok(with_usage) = serde_json::to_vec(&object) {
-                body = Bytes::from(with_usage);
-            }
-        }
-    }
-    body
 }
 
 /// `base` with `segments` appended as path segments (each percent-encoded as one

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod chat_error;
+mod chat_messages;
 mod chat_request;
 mod chat_response;
 mod chat_stream;
