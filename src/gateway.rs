@@ -14,6 +14,7 @@ use crate::audit::{AuditSink, AuditStore, AuditStoreConfig};
 use crate::auth::AuthLayer;
 use crate::budget::{Ledger, MemoryLedger, RedisLedger, Refusal, SpendJournal};
 use crate::config::{Config, ConfigError, ProviderKind, Secret, SecretRef};
+use crate::dialect::DialectLayer;
 use crate::edge;
 use crate::error_response::ErrorResponseLayer;
 use crate::fallback::{share_cool_downs, DefaultFallbackPolicy, FallbackLayer, ProviderHealth};
@@ -283,6 +284,7 @@ impl GatewayBuilder {
             .layer(
                 IngressLayer::new(config.limits.max_request_bytes).with_body_timeout(body_timeout),
             )
+            .layer(DialectLayer::new())
             .layer(ConcurrencyShedLayer::new(
                 config.limits.max_concurrent_requests,
             ))
@@ -314,6 +316,7 @@ impl GatewayBuilder {
         let router = admin::router(state.clone(), exposition)
             .route_service("/v1/messages", stack.clone())
             .route_service("/v1/messages/count_tokens", stack.clone())
+            .route_service(crate::meta::CHAT_COMPLETIONS_PATH, stack.clone())
             .route_service("/v1/models", stack.clone())
             .route_service("/v1/models/{id}", stack.clone())
             .fallback_service(stack);

@@ -11,9 +11,9 @@
 //! ## The layers, outermost first
 //!
 //! ```text
-//! client ─▶ axum ─▶ edge ─▶ Record ─▶ ErrorResponse ─▶ Auth ─▶ Ingress ─▶ Shed ─▶ Route ─▶ Govern ─▶ Fallback ─┐
-//!          (tower-http)   (ledger → sinks)                                                      per attempt │
-//!                         ┌─────────────────────────────────────────────────────────────────────────────────┘
+//! client ─▶ axum ─▶ edge ─▶ Record ─▶ ErrorResponse ─▶ Auth ─▶ Ingress ─▶ Dialect ─▶ Shed ─▶ Route ─▶ Govern ─▶ Fallback ─┐
+//!          (tower-http)   (ledger → sinks)                                                                  per attempt │
+//!                         ┌─────────────────────────────────────────────────────────────────────────────────────────────┘
 //!                         └▶ Usage (+pricing) ─▶ Timeout ─▶ ProviderSet ─▶ anthropic | openai | azure
 //! ```
 //!
@@ -21,9 +21,10 @@
 //! |---|---|
 //! | [`edge`] (tower-http, around the whole router) | sensitive headers marked, the client's `x-gateway-request-id` dropped and the gateway's `gw_` id set and echoed, one `request` span per request, a panic answered as a 500 `api_error` |
 //! | [`Record`](record::RecordLayer) | outermost, so every `/v1` request, refused ones included, opens one [`RequestLedger`] and closes it once (body end, error or drop), after everything inside has reported; hands it to the sinks (budget settlement, metrics, audit) |
-//! | [`ErrorResponse`](error_response::ErrorResponseLayer) | every error below becomes an Anthropic-shaped answer, and a failing stream ends with an `event: error` |
+//! | [`ErrorResponse`](error_response::ErrorResponseLayer) | every error below becomes an Anthropic-shaped answer (OpenAI-shaped on `/v1/chat/completions`), and a failing stream ends with an `event: error` (an `error` data line for OpenAI clients) |
 //! | [`Auth`](auth::AuthLayer) | checks the client key before the body is even read |
-//! | [`Ingress`](ingress::IngressLayer) | reads the body once under the size cap and the body time limit; everything below sees `Request<Bytes>` and a [`RequestMeta`] |
+//! | [`Ingress`](ingress::IngressLayer) | reads the body once under the size cap and the body time limit; everything below sees `Request<Bytes>` and a [`RequestMeta`]; a Chat Completions request is translated to Messages here (kept as it came in an [`OpenAiRequest`] for OpenAI-kind providers) |
+//! | [`Dialect`](dialect::DialectLayer) | an OpenAI client's answer back to Chat Completions (a stream chunk by chunk as it passes), a models list in both SDKs' fields; just below ingress, which translated the request in, so everything below sees one event model |
 //! | [`Shed`](limit::ConcurrencyShedLayer) | refuses requests over the concurrency limit with 529 before any upstream work; below ingress, so only requests whose body has arrived count (a slow upload cannot take a slot) |
 //! | [`Route`](route::RouteLayer) | decides the attempts (provider and model) |
 //! | [`Govern`](govern::GovernLayer) | a client key's `models`, rate limits and budgets: admits the request and reserves an upper bound of its cost in the key and its team, or refuses it before anything goes upstream; below Route because the bound needs the models the attempts ask for |
@@ -119,6 +120,7 @@ pub mod budget;
 mod calendar;
 pub mod config;
 pub mod credentials;
+pub mod dialect;
 pub mod edge;
 pub mod error;
 pub mod error_response;
@@ -149,6 +151,6 @@ pub use error::{Error, ErrorKind};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use ledger::{AttemptRecord, AttemptsEnd, RequestLedger};
 pub use meta::{
-    AnswerHead, AttemptTarget, ClientName, ClientTeam, CrossProvider, Endpoint, RequestMeta,
-    ServedBy, TargetModel,
+    AnswerHead, AttemptTarget, ClientName, ClientTeam, CrossProvider, Endpoint, Ingress,
+    OpenAiRequest, RequestMeta, ServedBy, TargetModel,
 };

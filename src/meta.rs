@@ -15,6 +15,9 @@ pub enum Endpoint {
     CountTokens,
     /// `GET /v1/models` (and `/v1/models/{id}`).
     Models,
+    /// Any other `/v1/` path (Message Batches, Files, …): forwarded as it came to the
+    /// default Anthropic-kind provider.
+    Passthrough,
 }
 
 impl Endpoint {
@@ -22,6 +25,50 @@ impl Endpoint {
     pub fn has_messages_body(self) -> bool {
         matches!(self, Endpoint::Messages | Endpoint::CountTokens)
     }
+}
+
+/// Which API dialect the client speaks (in JSON: `anthropic`, `openai`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Ingress {
+    /// The Anthropic API: `/v1/messages` and the rest of `/v1/`.
+    #[default]
+    Anthropic,
+    /// OpenAI Chat Completions: `POST /v1/chat/completions`.
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+/// The path OpenAI clients post chat completions to.
+pub const CHAT_COMPLETIONS_PATH: &str = "/v1/chat/completions";
+
+impl Ingress {
+    /// The dialect of a request for `path`.
+    pub fn of_path(path: &str) -> Self {
+        if path == CHAT_COMPLETIONS_PATH {
+            Ingress::OpenAi
+        } else {
+            Ingress::Anthropic
+        }
+    }
+}
+
+/// An OpenAI Chat Completions request as the client sent it, kept by ingress beside the
+/// Messages translation the layers below read: an OpenAI-kind provider sends these bytes
+/// (only `model` rewritten), an Anthropic-kind one the translation.
+#[derive(Clone, Debug)]
+pub struct OpenAiRequest {
+    /// The body as it came.
+    pub body: bytes::Bytes,
+    /// Byte range of the `model` value (a JSON string, quotes included) in `body`.
+    pub model_span: Range<usize>,
+    /// Whether the client asked for a final usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// Why an Anthropic-kind provider cannot serve this request (a field with no Messages
+    /// equivalent, such as `n` above 1); an OpenAI-kind provider can.
+    pub untranslatable: Option<String>,
 }
 
 /// Longest session id kept in [`RequestMeta::session`], in bytes; a longer one is ignored.
@@ -37,6 +84,9 @@ pub struct RequestMeta {
     pub request_id: String,
     /// Which API the request is for.
     pub endpoint: Endpoint,
+    /// Which dialect the client speaks; a Chat Completions request is a
+    /// [`Endpoint::Messages`] request from an [`Ingress::OpenAi`] client.
+    pub ingress: Ingress,
     /// The `model` the client asked for (absent for `GET /v1/models`).
     pub model: Option<String>,
     /// Byte range of the `model` value (a JSON string, quotes included) in the forwarded
@@ -76,6 +126,7 @@ impl RequestMeta {
         Self {
             request_id: request_id.into(),
             endpoint,
+            ingress: Ingress::Anthropic,
             model: None,
             model_span: None,
             stream: false,

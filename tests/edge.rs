@@ -111,7 +111,7 @@ async fn gateway_answers_carry_the_edge_request_id_everywhere() {
     assert_eq!(reports[0].request_id, id);
 
     let missing = client()
-        .get(gateway.url("/v1/nothing-here"))
+        .get(gateway.url("/v2/nothing-here"))
         .send()
         .await
         .unwrap();

@@ -492,7 +492,7 @@ async fn the_gateways_own_errors_carry_request_id_and_upstream_answers_keep_thei
     for (what, response) in [
         (
             "an unknown path",
-            client.get(gateway.url("/v1/nope")).send().await.unwrap(),
+            client.get(gateway.url("/v2/nope")).send().await.unwrap(),
         ),
         (
             "a malformed body",

@@ -274,7 +274,7 @@ async fn bad_input_is_refused_with_nothing_sent_upstream() {
         let error = expect_error(response, 400, "invalid_request_error").await;
         assert!(!error["error"]["message"].as_str().unwrap().contains("sk-"));
     }
-    let response = client.get(gateway.url("/v1/nope")).send().await.unwrap();
+    let response = client.get(gateway.url("/v2/nope")).send().await.unwrap();
     expect_error(response, 404, "not_found_error").await;
     let response = client.get(gateway.url("/")).send().await.unwrap();
     expect_error(response, 404, "not_found_error").await;

@@ -429,10 +429,11 @@ async fn three_daemons_behave_as_one_gateway() {
     let spent = money(budget["spent_usd"].as_str().unwrap());
     assert!(spent <= money("0.01"), "{budget}");
     let budget_cost = budget_key_cost(&schema).await;
-    assert!(
-        budget_cost <= money("0.01") && budget_cost <= spent,
-        "{budget_cost} vs {spent}"
-    );
+    // Both are within the limit. They need not be equal: a request the killed replica
+    // had spooled but not yet settled in Redis (settlement is sent after the record is
+    // queued) is audited and not charged, and one settled but not yet spooled the
+    // other way round.
+    assert!(budget_cost <= money("0.01"), "{budget_cost} vs {spent}");
     assert!(cost >= budget_cost);
     // rpm counted across all: exactly 40 admitted in the minute.
     let rpm = replicas[1].get("/gateway/keys/rpm").await;

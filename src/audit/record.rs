@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use crate::meta::Endpoint;
+pub use crate::meta::{Endpoint, Ingress};
 pub use crate::usage::Outcome;
 
 /// One request's audit record. Exactly one is written per request.
@@ -52,6 +52,9 @@ pub struct AuditRecord {
     /// Which endpoint (`"messages"`, `"count_tokens"` or `"models"` in JSON);
     /// `None` (`null`) for a path the gateway does not serve.
     pub endpoint: Option<Endpoint>,
+    /// Which dialect the client spoke (`"anthropic"` or `"openai"`); `None` when the
+    /// request was refused before ingress read it.
+    pub ingress: Option<Ingress>,
     /// Every upstream attempt, in order.
     pub attempts: Vec<AuditAttempt>,
     /// The HTTP status the client got.
@@ -119,6 +122,7 @@ impl Default for AuditRecord {
             served_model: None,
             provider: None,
             endpoint: None,
+            ingress: None,
             attempts: Vec::new(),
             status: 0,
             stream: false,

@@ -1,5 +1,6 @@
 use super::render::error_frame;
 use crate::error::Error;
+use crate::meta::Ingress;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -19,18 +20,19 @@ pin_project! {
     #[project = StateProj]
     enum State<B> {
         // A proxied body; `is_sse` says an error can be written as an event.
-        Stream { #[pin] inner: B, is_sse: bool, done: bool },
+        Stream { #[pin] inner: B, is_sse: bool, ingress: Ingress, done: bool },
         // A body made here.
         Full { bytes: Option<Bytes> },
     }
 }
 
 impl<B> RescueBody<B> {
-    pub(crate) fn stream(inner: B, is_sse: bool) -> Self {
+    pub(crate) fn stream(inner: B, is_sse: bool, ingress: Ingress) -> Self {
         Self {
             state: State::Stream {
                 inner,
                 is_sse,
+                ingress,
                 done: false,
             },
         }
@@ -59,6 +61,7 @@ where
             StateProj::Stream {
                 inner,
                 is_sse,
+                ingress,
                 done,
             } => {
                 if *done {
@@ -68,7 +71,7 @@ where
                     Some(Err(error)) if *is_sse => {
                         tracing::warn!(kind = ?error.kind(), %error, "stream failed after its headers; ending it with an error event");
                         *done = true;
-                        Poll::Ready(Some(Ok(Frame::data(error_frame(&error, None)))))
+                        Poll::Ready(Some(Ok(Frame::data(error_frame(&error, None, *ingress)))))
                     }
                     other => Poll::Ready(other),
                 }

@@ -1,4 +1,5 @@
-//! Every [`Error`] becomes an Anthropic-shaped answer.
+//! Every [`Error`] becomes an Anthropic-shaped answer (an OpenAI-shaped one on
+//! `/v1/chat/completions`).
 //!
 //! axum needs an infallible service (an error that reaches hyper drops the connection
 //! with no answer), so this layer sits above every layer that can fail, just inside the
@@ -20,9 +21,10 @@ mod render;
 
 pub use crate::request_id::{RequestId, REQUEST_ID_HEADER};
 pub use body::RescueBody;
-pub use render::{error_body, error_response, SDK_REQUEST_ID_HEADER};
+pub use render::{error_body, error_response, error_response_in, SDK_REQUEST_ID_HEADER};
 
 use crate::error::{Error, ErrorKind};
+use crate::meta::Ingress;
 use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -95,6 +97,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let id = RequestId::of(request.extensions_mut());
+        let ingress = Ingress::of_path(request.uri().path());
         let inner = match &self.failed {
             Some((kind, message)) => Inner::Failed {
                 error: Some(Error::new(*kind, message.clone())),
@@ -106,6 +109,7 @@ where
         ErrorResponseFuture {
             inner,
             request_id: Some(id),
+            ingress,
         }
     }
 }
@@ -116,6 +120,7 @@ pin_project! {
         #[pin]
         inner: Inner<F>,
         request_id: Option<RequestId>,
+        ingress: Ingress,
     }
 }
 
@@ -148,7 +153,8 @@ where
         let mut response = match result {
             Ok(response) => {
                 let is_sse = render::is_event_stream(response.headers());
-                let mut response = response.map(|body| RescueBody::stream(body, is_sse));
+                let mut response =
+                    response.map(|body| RescueBody::stream(body, is_sse, *this.ingress));
                 if is_sse {
                     render::add_stream_headers(response.headers_mut());
                 }
@@ -156,7 +162,8 @@ where
             }
             Err(error) => {
                 log_error(&error, &id);
-                let mut response = error_response(&error, &id.0).map(RescueBody::full);
+                let mut response =
+                    error_response_in(&error, &id.0, *this.ingress).map(RescueBody::full);
                 response
                     .extensions_mut()
                     .insert(ErrorInfo(error.message().to_owned()));

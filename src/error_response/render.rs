@@ -1,6 +1,9 @@
-//! Rendering errors as Anthropic-shaped bodies and responses.
+//! Rendering errors as Anthropic-shaped bodies and responses, or OpenAI-shaped ones for
+//! OpenAI clients.
 
 use crate::error::Error;
+use crate::meta::Ingress;
+use crate::provider::openai::translate::{chat_error_from_anthropic, openai_error_body};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response};
 use serde::Serialize;
@@ -50,6 +53,25 @@ pub const SDK_REQUEST_ID_HEADER: &str = "request-id";
 /// and its body as it came when that body is JSON; a non-JSON upstream body (an HTML
 /// page from a proxy) is wrapped in the Anthropic shape.
 pub fn error_response(error: &Error, request_id: &str) -> Response<Bytes> {
+    error_response_in(error, request_id, Ingress::Anthropic)
+}
+
+/// The response a client speaking `ingress` gets for `error`: as [`error_response`], the
+/// body then in that dialect (an OpenAI client gets `{"error":{"message","type","param",
+/// "code"}}`, an upstream's Anthropic error translated so), statuses and headers alike.
+pub fn error_response_in(error: &Error, request_id: &str, ingress: Ingress) -> Response<Bytes> {
+    let mut response = anthropic_error_response(error, request_id);
+    if ingress == Ingress::OpenAi {
+        let body = response.body();
+        let translated = chat_error_from_anthropic(body).unwrap_or_else(|| {
+            openai_error_body(error.anthropic_type(), &String::from_utf8_lossy(body))
+        });
+        *response.body_mut() = Bytes::from(translated);
+    }
+    response
+}
+
+fn anthropic_error_response(error: &Error, request_id: &str) -> Response<Bytes> {
     let mut headers = HeaderMap::new();
     let body = match error.upstream() {
         Some(upstream) => {
@@ -87,7 +109,16 @@ pub fn error_response(error: &Error, request_id: &str) -> Response<Bytes> {
 }
 
 /// An SSE `event: error` frame for a stream that fails after its headers went out.
-pub(crate) fn error_frame(error: &Error, request_id: Option<&str>) -> Bytes {
+pub(crate) fn error_frame(error: &Error, request_id: Option<&str>, ingress: Ingress) -> Bytes {
+    if ingress == Ingress::OpenAi {
+        // OpenAI servers end a failed stream with a data line holding an `error`.
+        let body = openai_error_body(error.anthropic_type(), error.message());
+        let mut frame = Vec::with_capacity(body.len() + 8);
+        frame.extend_from_slice(b"data: ");
+        frame.extend_from_slice(&body);
+        frame.extend_from_slice(b"\n\n");
+        return Bytes::from(frame);
+    }
     let body = error_body(error.anthropic_type(), error.message(), request_id);
     let mut frame = Vec::with_capacity(body.len() + 24);
     frame.extend_from_slice(b"event: error\ndata: ");

@@ -23,6 +23,7 @@
 //! ```
 
 mod drain;
+mod openai;
 mod peek;
 mod session;
 
@@ -31,7 +32,7 @@ pub use session::{CLAUDE_CODE_SESSION_HEADER, SESSION_HEADER};
 
 use crate::error::{Error, ErrorKind};
 use crate::ledger::{request_id_of, RequestLedger};
-use crate::meta::{ClientName, ClientTeam, Endpoint, RequestMeta};
+use crate::meta::{ClientName, ClientTeam, Endpoint, Ingress, RequestMeta, CHAT_COMPLETIONS_PATH};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::{header, Method, Request, Response};
@@ -152,7 +153,11 @@ where
     let ledger = RequestLedger::of(&parts.extensions).cloned();
     if let Some(ledger) = &ledger {
         ledger.mark_read();
-        ledger.set_request_body(&body);
+        match openai::upload_note(&parts.headers, body.len()) {
+            // File uploads are recorded by size, never stored.
+            Some(note) => ledger.set_request_body(&note),
+            None => ledger.set_request_body(&body),
+        }
     }
     let request_id = match &ledger {
         Some(ledger) => ledger.request_id().to_owned(),
@@ -170,9 +175,12 @@ where
         session: session::from_headers(&parts.headers),
         received_at,
         received_at_wall,
+        ingress: Ingress::of_path(parts.uri.path()),
         ..RequestMeta::new(request_id, endpoint)
     };
-    let body = if endpoint.has_messages_body() {
+    let body = if meta.ingress == Ingress::OpenAi {
+        openai::chat_request(body, &mut meta, &mut parts)?
+    } else if endpoint.has_messages_body() {
         check_messages_body(body, &mut meta)?
     } else {
         body
@@ -242,7 +250,7 @@ where
 /// Which API `path` is, refusing unknown paths and methods.
 pub fn endpoint_for(method: &Method, path: &str) -> Result<Endpoint, Error> {
     let (endpoint, allowed) = match path {
-        "/v1/messages" => (Endpoint::Messages, Method::POST),
+        "/v1/messages" | CHAT_COMPLETIONS_PATH => (Endpoint::Messages, Method::POST),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, Method::POST),
         "/v1/models" => (Endpoint::Models, Method::GET),
         p if p.starts_with("/v1/models/") => {
@@ -254,6 +262,8 @@ pub fn endpoint_for(method: &Method, path: &str) -> Result<Endpoint, Error> {
             }
             (Endpoint::Models, Method::GET)
         }
+        // The rest of the Anthropic API goes upstream as it came, whatever the method.
+        p if p.starts_with("/v1/") => return Ok(Endpoint::Passthrough),
         _ => {
             return Err(Error::new(
                 ErrorKind::NotFound,

@@ -10,7 +10,7 @@ use crate::config::Secret;
 use crate::error::{anthropic_type_for_status, status_text, Error, ErrorKind, UpstreamResponse};
 use crate::ingress::rewrite_model;
 use crate::ledger::RequestLedger;
-use crate::meta::{CrossProvider, RequestMeta, ServedBy, TargetModel};
+use crate::meta::{CrossProvider, OpenAiRequest, RequestMeta, ServedBy, TargetModel};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Request, Response};
@@ -87,6 +87,13 @@ impl Service<Request<Bytes>> for AnthropicProvider {
 impl Inner {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>, Error> {
         let (parts, mut body) = request.into_parts();
+        if let Some(why) = parts
+            .extensions
+            .get::<OpenAiRequest>()
+            .and_then(|chat| chat.untranslatable.as_deref())
+        {
+            return Err(Error::new(ErrorKind::BadRequest, why));
+        }
         let meta = parts.extensions.get::<RequestMeta>();
         let mut model = meta.and_then(|m| m.model.clone());
         let target = parts.extensions.get::<TargetModel>().map(|t| t.0.as_str());

@@ -135,6 +135,7 @@ fn audit_record(request: &ClosedRequest, options: &AuditOptions) -> AuditRecord 
         served_model: served.and_then(|c| c.usage.model.clone()),
         provider,
         endpoint,
+        ingress: meta.map(|m| m.ingress),
         attempts,
         status: request.status(),
         stream: meta.map_or(head.is_some_and(|h| h.stream), |m| m.stream),

@@ -175,10 +175,10 @@ impl<S> tower::Layer<S> for RecordLayer {
 /// The endpoint a `/v1/` path names.
 fn path_endpoint(path: &str) -> Option<Endpoint> {
     match path {
-        "/v1/messages" => Some(Endpoint::Messages),
+        "/v1/messages" | crate::meta::CHAT_COMPLETIONS_PATH => Some(Endpoint::Messages),
         "/v1/messages/count_tokens" => Some(Endpoint::CountTokens),
         p if p.starts_with("/v1/models") => Some(Endpoint::Models),
-        _ => None,
+        _ => Some(Endpoint::Passthrough),
     }
 }
 

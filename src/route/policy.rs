@@ -1,7 +1,7 @@
 use super::{Attempt, RouteDecision, RoutePolicy};
 use crate::config::{Config, ConfigError, ProviderKind};
 use crate::error::{Error, ErrorKind};
-use crate::meta::RequestMeta;
+use crate::meta::{Endpoint, RequestMeta};
 
 /// Routing as the configuration says: `agent_type` rule, model globs, default provider.
 #[derive(Debug)]
@@ -12,6 +12,9 @@ pub struct ConfigRoutePolicy {
     models: Vec<(glob::Pattern, String, Option<String>)>,
     /// Each provider's own model, used when a request falls back to it.
     fallback_models: Vec<(String, Option<String>)>,
+    /// Where the rest of the Anthropic API goes: the default provider when it is
+    /// Anthropic-kind, else the first Anthropic-kind provider by name.
+    passthrough_provider: Option<String>,
 }
 
 impl ConfigRoutePolicy {
@@ -47,7 +50,23 @@ impl ConfigRoutePolicy {
                 (name.clone(), model)
             })
             .collect();
+        let anthropic_kind = |name: &str| {
+            config
+                .providers
+                .get(name)
+                .is_some_and(|p| p.kind == ProviderKind::Anthropic)
+        };
+        let passthrough_provider = if anthropic_kind(&default_provider) {
+            Some(default_provider.clone())
+        } else {
+            config
+                .providers
+                .iter()
+                .find(|(_, p)| p.kind == ProviderKind::Anthropic)
+                .map(|(name, _)| name.clone())
+        };
         Ok(Self {
+            passthrough_provider,
             default_provider,
             fallback_chain: config.routing.fallback_chain.clone(),
             agent_types: config
@@ -73,6 +92,18 @@ impl ConfigRoutePolicy {
 
 impl RoutePolicy for ConfigRoutePolicy {
     fn route(&self, meta: &RequestMeta) -> Result<RouteDecision, Error> {
+        if meta.endpoint == Endpoint::Passthrough {
+            // One attempt, no fallback: these APIs are not interchangeable between providers.
+            let provider = self.passthrough_provider.as_deref().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NoRoute,
+                    "no Anthropic-kind provider is configured for this API",
+                )
+            })?;
+            return Ok(RouteDecision {
+                attempts: vec![Attempt::new(provider, None)],
+            });
+        }
         let requested = meta.model.as_deref().unwrap_or_default();
         let by_agent = meta.agent_type.as_deref().and_then(|agent| {
             self.agent_types

@@ -9,6 +9,7 @@
 //! local estimate; `/v1/models` with the provider's configured model.
 
 mod body;
+mod chat_body;
 pub mod translate;
 
 pub use body::TranslatedBody;
@@ -20,7 +21,9 @@ use crate::body::Body;
 use crate::config::{ProviderConfig, ProviderKind, Secret};
 use crate::error::{Error, ErrorKind, UpstreamResponse};
 use crate::ledger::RequestLedger;
-use crate::meta::{Endpoint, EstimatedStartUsage, RequestMeta, ServedBy, TargetModel};
+use crate::meta::{
+    Endpoint, EstimatedStartUsage, OpenAiRequest, RequestMeta, ServedBy, TargetModel,
+};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -154,6 +157,15 @@ impl Inner {
         match meta.map(|m| m.endpoint) {
             Some(Endpoint::CountTokens) => return self.count_tokens(&body),
             Some(Endpoint::Models) => return Ok(self.models(&model)),
+            Some(Endpoint::Passthrough) => {
+                return Err(Error::new(
+                    ErrorKind::NoRoute,
+                    format!(
+                        "provider `{}` speaks OpenAI and serves no other Anthropic API",
+                        self.name
+                    ),
+                ))
+            }
             _ => {}
         }
         if meta.is_some_and(|m| m.server_thread) {
@@ -172,16 +184,21 @@ impl Inner {
             model: &model,
             dialect: self.dialect,
         };
-        let translated = translate::translate_request_with_options(
-            &body,
-            &target,
-            &RequestOptions {
-                reasoning_effort: false,
-            },
-        )
-        .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?;
-        // What a streamed answer's `message_start` reports as its input; the body was
-        // readable, or the translation above refused it.
+        let translated = match parts.extensions.get::<OpenAiRequest>() {
+            // An OpenAI client's request goes as it came.
+            Some(chat) => chat_body::as_it_came(chat, meta, &model, stream),
+            None => translate::translate_request_with_options(
+                &body,
+                &target,
+                &RequestOptions {
+                    reasoning_effort: false,
+                },
+            )
+            .map(Bytes::from)
+            .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?,
+        };
+        // What a streamed answer's `message_start` reports as its input (the body below
+        // the dialect layer is Messages); the body was readable, or ingress refused it.
         let input_estimate = if stream {
             translate::estimate_input_tokens(&body).unwrap_or(0)
         } else {

@@ -1,7 +1,7 @@
-//! OpenAI usage → Anthropic usage, and `finish_reason` → `stop_reason`.
+//! OpenAI usage ⇄ Anthropic usage, and `finish_reason` ⇄ `stop_reason`.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::json::count_of;
 
@@ -44,6 +44,58 @@ impl Usage {
             cache_read_input_tokens: cached,
             output_tokens: count_or_saturated(usage, "completion_tokens"),
         }
+    }
+}
+
+impl Usage {
+    /// Folds an Anthropic `usage` object into this one, as the SDKs accumulate a stream:
+    /// each field present (and a count) replaces the one held; `message_start` then each
+    /// `message_delta`.
+    pub fn merge_anthropic(&mut self, usage: &Value) {
+        for (key, field) in [
+            ("input_tokens", &mut self.input_tokens),
+            (
+                "cache_creation_input_tokens",
+                &mut self.cache_creation_input_tokens,
+            ),
+            ("cache_read_input_tokens", &mut self.cache_read_input_tokens),
+            ("output_tokens", &mut self.output_tokens),
+        ] {
+            if let Some(n) = count_of(usage, key) {
+                *field = n;
+            }
+        }
+    }
+
+    /// As an OpenAI `usage` object: `prompt_tokens` = input + cache reads + cache writes,
+    /// `prompt_tokens_details.cached_tokens` = cache reads (`cache_write_tokens` = cache
+    /// writes), `completion_tokens` = output, `total_tokens` = both.
+    pub fn to_openai(&self) -> Value {
+        let prompt = self
+            .input_tokens
+            .saturating_add(self.cache_read_input_tokens)
+            .saturating_add(self.cache_creation_input_tokens);
+        json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": prompt.saturating_add(self.output_tokens),
+            "prompt_tokens_details": {
+                "cached_tokens": self.cache_read_input_tokens,
+                "cache_write_tokens": self.cache_creation_input_tokens,
+            },
+        })
+    }
+}
+
+/// OpenAI `finish_reason` for an Anthropic `stop_reason`: `end_turn`, `stop_sequence` and
+/// `pause_turn` → `stop`, `max_tokens` and `model_context_window_exceeded` → `length`,
+/// `tool_use` → `tool_calls`, `refusal` → `content_filter`; anything else → `stop`.
+pub fn finish_reason_from_stop(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens" | "model_context_window_exceeded") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
     }
 }
 
@@ -127,6 +179,34 @@ mod tests {
             "prompt_tokens_details": {"cached_tokens": [1]}
         }));
         assert_eq!(cached.cache_read_input_tokens, u64::MAX);
+    }
+
+    #[test]
+    fn anthropic_usage_folds_and_reports_cache_in_the_prompt() {
+        let mut u = Usage::default();
+        u.merge_anthropic(&json!({"input_tokens": 10, "cache_read_input_tokens": 200,
+            "cache_creation_input_tokens": 30, "output_tokens": 1}));
+        u.merge_anthropic(&json!({"output_tokens": 42}));
+        let chat = u.to_openai();
+        assert_eq!(chat["prompt_tokens"], 240);
+        assert_eq!(chat["completion_tokens"], 42);
+        assert_eq!(chat["total_tokens"], 282);
+        assert_eq!(chat["prompt_tokens_details"]["cached_tokens"], 200);
+        assert_eq!(chat["prompt_tokens_details"]["cache_write_tokens"], 30);
+    }
+
+    #[test]
+    fn finish_reasons() {
+        for (stop, finish) in [
+            (Some("end_turn"), "stop"),
+            (Some("stop_sequence"), "stop"),
+            (Some("max_tokens"), "length"),
+            (Some("tool_use"), "tool_calls"),
+            (Some("refusal"), "content_filter"),
+            (None, "stop"),
+        ] {
+            assert_eq!(finish_reason_from_stop(stop), finish, "{stop:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tests for the translators, with shared helpers: an OpenAI SSE fixture driver and an
 //! Anthropic SSE accumulator that rebuilds the final `Message` while checking the framing.
 
+mod chat;
 mod errors;
 mod estimate;
 mod fuzz;
