@@ -171,8 +171,8 @@ impl PgAudit {
         settle(conn, result)
     }
 
-    /// Run one query on the connection (for the page query).
-    pub(super) async fn query(
+    /// Run one query on the connection (for the page and usage queries).
+    pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
