@@ -8,13 +8,14 @@
 //! comment every 15 s keeps proxies from closing an idle stream.
 
 use super::AdminState;
+use crate::audit::AuditRecord;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 /// How often an idle stream carries a comment.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -23,8 +24,15 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 pub(super) async fn records(
     State(state): State<Arc<AdminState>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let receiver = state.audit_stream.subscribe();
-    let events = stream::unfold(receiver, |mut receiver| async move {
+    Sse::new(events(state.audit_stream.subscribe()))
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+}
+
+/// The events of one subscriber: a `record` per record, a `lagged` when it fell behind.
+fn events(
+    receiver: broadcast::Receiver<Arc<AuditRecord>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(receiver, |mut receiver| async move {
         let event = match receiver.recv().await {
             Ok(record) => Event::default()
                 .event("record")
@@ -37,6 +45,29 @@ pub(super) async fn records(
             Err(RecvError::Closed) => return None,
         };
         Some((Ok(event), receiver))
-    });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AuditStream;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn a_subscriber_that_lags_is_told_how_many_it_missed() {
+        let stream = AuditStream::with_capacity(2);
+        let mut events = std::pin::pin!(events(stream.subscribe()));
+        for n in 0..5 {
+            stream.publish(AuditRecord::new(format!("gw_{n}"), 0));
+        }
+        let text = |event: Event| format!("{event:?}");
+        let first = text(events.next().await.unwrap().unwrap());
+        assert!(
+            first.contains("lagged") && first.contains("missed\\\":3"),
+            "{first}"
+        );
+        let next = text(events.next().await.unwrap().unwrap());
+        assert!(next.contains("gw_3"), "{next}");
+    }
 }

@@ -27,9 +27,20 @@ impl Default for AuditStream {
 impl AuditStream {
     /// A stream holding [`STREAM_CAPACITY`] records for slow subscribers.
     pub fn new() -> Self {
+        Self::with_capacity(STREAM_CAPACITY)
+    }
+
+    /// A stream holding `capacity` records (at least 1) for slow subscribers.
+    pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            sender: broadcast::channel(STREAM_CAPACITY).0,
+            sender: broadcast::channel(capacity.max(1)).0,
         }
+    }
+
+    /// Send `record` to every subscriber (none: dropped); never waits.
+    pub fn publish(&self, record: AuditRecord) {
+        // An error only means no subscriber is listening.
+        let _ = self.sender.send(Arc::new(record));
     }
 
     /// Receive every record closed from now on.
@@ -48,9 +59,6 @@ impl RecordSink for AuditStream {
             log_response_bodies: false,
             max_body_bytes: 0,
         };
-        // An error only means every subscriber left meanwhile.
-        let _ = self
-            .sender
-            .send(Arc::new(audit_record(request, &no_bodies)));
+        self.publish(audit_record(request, &no_bodies));
     }
 }

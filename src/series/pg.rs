@@ -30,7 +30,7 @@ impl PgAudit {
     /// The usage `query` asks for, summed over every replica's records.
     pub async fn usage(&self, query: &UsageQuery) -> Result<UsageAnswer, PgError> {
         let sql = format!(
-            "SELECT (floor(extract(epoch FROM ts) * 1000 / $3) * $3)::bigint, {key}, \
+            "SELECT (floor(extract(epoch FROM ts) * 1000 / $3::bigint) * $3::bigint)::bigint, {key}, \
              count(*)::bigint, (count(*) FILTER (WHERE cost_usd IS NULL))::bigint, \
              coalesce(sum(cost_usd), 0)::text, {input}, {output}, {write}, {read} \
              FROM audit_records WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2",
