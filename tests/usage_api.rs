@@ -393,6 +393,14 @@ async fn usage_from_postgres_matches_the_sqlite_answer() {
     config.audit.postgres_schema = schema.clone();
     let (url, _task) = serve(config).await;
     let from_pg = assert_known_figures(&url).await;
+    // The JSON summary's totals come from the shared table too.
+    let (_, metrics) = get(&url, "/gateway/metrics").await;
+    assert_eq!(metrics["source"], "postgres");
+    assert_eq!(metrics["summary"]["total_requests"], 4);
+    assert_eq!(metrics["summary"]["total_cost_usd_exact"], "0.300000000001");
+    assert_eq!(metrics["summary"]["unpriced_requests"], 1);
+    assert_eq!(metrics["summary"]["total_input_tokens"], 38);
+    assert_eq!(metrics["by_client"]["alice"], 0.100000000001);
 
     let sqlite_dir = tempfile::tempdir().unwrap();
     let audit = sqlite_dir.path().join("audit.db");

@@ -59,6 +59,17 @@ pub struct UsageSeries {
     pub cache_saved_usd: Option<Money>,
 }
 
+impl UsageSeries {
+    /// Every point added up.
+    pub fn total(&self) -> Cell {
+        let mut total = Cell::default();
+        for point in &self.points {
+            total.add(&Cell::of_point(point));
+        }
+        total
+    }
+}
+
 /// What `GET /gateway/usage` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageAnswer {
@@ -115,8 +126,8 @@ impl UsageAnswer {
     /// Every point of every series added up.
     pub fn total(&self) -> Cell {
         let mut total = Cell::default();
-        for point in self.series.iter().flat_map(|s| &s.points) {
-            total.add(&Cell::of_point(point));
+        for series in &self.series {
+            total.add(&series.total());
         }
         total
     }

@@ -110,6 +110,19 @@ pub struct UsageQuery {
     pub until_ms: i64,
 }
 
+impl UsageQuery {
+    /// Daily buckets from the epoch to the end of the day after `now`, split by
+    /// `group_by` (for all-time totals; no bucket limit applies).
+    pub fn all_time(group_by: Option<GroupBy>, now: SystemTime) -> UsageQuery {
+        UsageQuery {
+            bucket: Bucket::Day,
+            group_by,
+            since_ms: 0,
+            until_ms: Bucket::Day.floor(ms_of(now)).saturating_add(2 * DAY_MS),
+        }
+    }
+}
+
 impl UsageParams {
     /// Check the parameters against the clock `now`; an error names the parameter.
     pub fn check(&self, now: SystemTime) -> Result<UsageQuery, String> {

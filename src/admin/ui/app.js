@@ -10,7 +10,7 @@ const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777"
 const PICOS = 1000000000000n;
 
 // State the browser test reads back (the charts' data and the totals shown).
-const dashboard = { usage: null, totals: null, cacheSaved: null, tail: [], ready: false };
+const dashboard = { usage: null, totals: null, cacheSaved: null, charts: {}, tail: [], ready: false };
 window.gwDashboard = dashboard;
 
 const $ = (id) => document.getElementById(id);
@@ -169,6 +169,7 @@ async function loadOverview() {
 
 function drawChart(id, xs, names, columns, format) {
   const target = $(id);
+  dashboard.charts[id] = { xs, names, columns };
   if (charts[id]) charts[id].destroy();
   target.replaceChildren();
   if (typeof uPlot === "undefined") {
