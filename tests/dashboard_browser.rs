@@ -156,6 +156,11 @@ async fn until_js(c: &Client, what: &str, script: &str) -> Value {
     .await
 }
 
+async fn click(c: &Client, css: &str) {
+    let element = c.find(Locator::Css(css)).await.unwrap();
+    element.click().await.unwrap();
+}
+
 async fn screenshot(c: &Client, name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -211,12 +216,7 @@ async fn the_dashboard_in_a_real_browser() {
     // Log in: the page asks for the token, and keeps it out of the URL.
     let token = c.wait().for_element(Locator::Css("#token")).await.unwrap();
     token.send_keys(ADMIN_TOKEN).await.unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#login-submit").await;
     let totals = until_js(
         &c,
         "the overview",
@@ -256,12 +256,7 @@ async fn the_dashboard_in_a_real_browser() {
     screenshot(&c, "overview").await;
 
     // Requests: the table, filtered on the server by model.
-    c.find(Locator::Css("button[data-view=requests]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[data-view=requests]").await;
     until_js(
         &c,
         "three rows",
@@ -273,12 +268,7 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .unwrap();
     model.send_keys("claude-haiku-4-5").await.unwrap();
-    c.find(Locator::Css("#apply-filters"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#apply-filters").await;
     until_js(
         &c,
         "one filtered row",
@@ -286,12 +276,7 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     model.clear().await.unwrap();
-    c.find(Locator::Css("#apply-filters"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#apply-filters").await;
     until_js(
         &c,
         "three rows again",
@@ -300,14 +285,7 @@ async fn the_dashboard_in_a_real_browser() {
     .await;
 
     // Open the hostile request: its conversation is shown as text, nothing runs.
-    c.find(Locator::Css(&format!(
-        "#requests tr[data-id='{hostile_id}']"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(&c, &format!("#requests tr[data-id='{hostile_id}']")).await;
     let conversation = until_js(&c, "the conversation", "const t = document.getElementById('conversation').textContent; return t.includes('window.__pwned') && t").await;
     let conversation = conversation.as_str().unwrap();
     assert!(
@@ -341,12 +319,7 @@ async fn the_dashboard_in_a_real_browser() {
     screenshot(&c, "request").await;
 
     // Live tail: a request sent now appears at the top without a reload.
-    c.find(Locator::Css("#live-tail"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#live-tail").await;
     until_js(
         &c,
         "the tail to connect",
@@ -370,12 +343,7 @@ async fn the_dashboard_in_a_real_browser() {
     screenshot(&c, "live-tail").await;
 
     // Providers.
-    c.find(Locator::Css("button[data-view=providers]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[data-view=providers]").await;
     let providers = until_js(
         &c,
         "the providers table",
@@ -392,12 +360,7 @@ async fn the_dashboard_in_a_real_browser() {
     screenshot(&c, "providers").await;
 
     // Keys: create one (its value shown once), then revoke it.
-    c.find(Locator::Css("button[data-view=keys]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[data-view=keys]").await;
     until_js(
         &c,
         "the keys table",
@@ -416,20 +379,12 @@ async fn the_dashboard_in_a_real_browser() {
         .send_keys("2.5")
         .await
         .unwrap();
-    c.find(Locator::Css(
+    click(
+        &c,
         "#create-key select[name=budget_period] option[value=day]",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
-    c.find(Locator::Css("#create-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    )
+    .await;
+    click(&c, "#create-submit").await;
     let new_key = until_js(
         &c,
         "the new key",
@@ -448,14 +403,7 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(created.get("key").is_none(), "the value is not shown again");
     assert!(new_key.as_str().unwrap().len() > 16);
     for _ in 0..2 {
-        c.find(Locator::Css(
-            "#keys tr[data-name=browser-key] button.revoke",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        click(&c, "#keys tr[data-name=browser-key] button.revoke").await;
         until_js(&c, "the revoke button to react", "return true").await;
     }
     until_js(&c, "the key revoked", "const r = document.querySelector('#keys tr[data-name=browser-key]'); return r && r.textContent.includes('revoked')").await;

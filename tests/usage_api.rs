@@ -122,6 +122,23 @@ async fn get(url: &str, path: &str) -> (u16, Value) {
     )
 }
 
+/// A Messages request read to its end; its request id.
+async fn post(url: &str, stream: bool) -> String {
+    let response = client()
+        .post(format!("{url}/v1/messages"))
+        .body(messages_body(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-gateway-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    response.bytes().await.unwrap();
+    id
+}
+
 fn config(upstream: &MockUpstream, audit: &Path) -> Config {
     let mut config = config_for(upstream);
     config.audit.path = audit.to_owned();
@@ -221,14 +238,7 @@ async fn usage_from_sqlite_is_exact_grouped_and_bucketed_and_follows_new_traffic
     // Live traffic lands in the current hour, summed exactly as the records say.
     for _ in 0..2 {
         upstream.push(Reply::json(200, message_json(1000, 500)));
-        let response = client()
-            .post(format!("{url}/v1/messages"))
-            .body(messages_body(false))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.bytes().await.unwrap();
+        post(&url, false).await;
     }
     let records: Vec<Value> = eventually("two live records", || async {
         let (_, page) = get(&url, "/gateway/audit?since=2026-06-01").await;
@@ -332,19 +342,7 @@ async fn the_audit_stream_carries_one_event_per_record_without_bodies() {
         } else {
             upstream.push(Reply::json(200, message_json(12, 3)));
         }
-        let response = client()
-            .post(format!("{url}/v1/messages"))
-            .body(messages_body(stream_it))
-            .send()
-            .await
-            .unwrap();
-        ids.push(
-            response.headers()["x-gateway-request-id"]
-                .to_str()
-                .unwrap()
-                .to_owned(),
-        );
-        response.bytes().await.unwrap();
+        ids.push(post(&url, stream_it).await);
     }
     let mut buffer = String::new();
     read_events(&mut stream, &mut buffer, 2).await;
@@ -416,4 +414,97 @@ async fn usage_from_postgres_matches_the_sqlite_answer() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
+}
+
+/// The figures the README quotes: `/gateway/usage` over a million records. Run by hand
+/// (`--ignored`): `LLM_GATEWAY_USAGE_1M_DB` names an audit file holding them (SQLite
+/// half); with `LLM_GATEWAY_TEST_POSTGRES` also a million rows generated in PostgreSQL.
+#[tokio::test]
+#[ignore]
+async fn million_record_figures() {
+    use llm_gateway::series::{UsageParams, UsageRollup};
+    use std::time::{Instant, SystemTime};
+    let queries = [
+        ("90 days by day", "day", 90 * 86_400_000u128),
+        ("1 hour by hour", "hour", 3_600_000),
+    ];
+    let now_ms = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let query = |bucket: &str, span: u128| {
+        UsageParams {
+            bucket: Some(bucket.into()),
+            since: Some((now_ms - span).to_string()),
+            until: Some(now_ms.to_string()),
+            group_by: Some("model".into()),
+        }
+        .check(SystemTime::now())
+        .unwrap()
+    };
+    if let Ok(path) = std::env::var("LLM_GATEWAY_USAGE_1M_DB") {
+        let rollup = UsageRollup::new(&path);
+        let _ = std::fs::remove_file(rollup.path());
+        let started = Instant::now();
+        let added = rollup.catch_up().unwrap();
+        println!(
+            "sqlite: rollup built from {added} records in {:?}",
+            started.elapsed()
+        );
+        for (name, bucket, span) in queries {
+            let started = Instant::now();
+            let answer = rollup.usage(&query(bucket, span)).unwrap();
+            println!(
+                "sqlite: {name}: {} requests in {:?}",
+                answer.total().requests,
+                started.elapsed()
+            );
+        }
+    }
+    if let Some(url) = std::env::var(ENV).ok().filter(|u| !u.is_empty()) {
+        let schema = format!("t_usage_1m_{}", uuid::Uuid::now_v7().simple());
+        let pg = PgAudit::new(&Secret::new(url.clone()), &schema).unwrap();
+        let months: Vec<i64> = (0..4)
+            .map(|m| now_ms as i64 - m * 30 * 86_400_000)
+            .collect();
+        pg.ensure_partitions(&months).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let started = Instant::now();
+        client
+            .batch_execute(&format!(
+                "SET search_path TO {schema};
+                 INSERT INTO audit_records (request_id, ts, provider, requested_model, served_model,
+                     client, team, session, status, cost_usd, record)
+                 SELECT 'gw_' || i, now() - (random() * interval '90 days'), 'anthropic',
+                     'claude-sonnet-4-5', 'claude-sonnet-4-5', 'key' || (i % 20), 'team' || (i % 4),
+                     's' || (i % 5000), 200, 0.012345,
+                     jsonb_build_object('agent_type', 'main', 'usage', jsonb_build_object(
+                         'input_tokens', 1200, 'output_tokens', 300,
+                         'cache_creation_input_tokens', 100, 'cache_read_input_tokens', 20000))
+                 FROM generate_series(1, 1000000) AS i;
+                 ANALYZE audit_records;"
+            ))
+            .await
+            .unwrap();
+        println!(
+            "postgres: 1,000,000 rows generated in {:?}",
+            started.elapsed()
+        );
+        for (name, bucket, span) in queries {
+            let started = Instant::now();
+            let answer = pg.usage(&query(bucket, span)).await.unwrap();
+            println!(
+                "postgres: {name}: {} requests in {:?}",
+                answer.total().requests,
+                started.elapsed()
+            );
+        }
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
 }

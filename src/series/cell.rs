@@ -1,11 +1,9 @@
-//! [`Cell`]: the sums of one bucket of one key, and [`RecordFacts`]: what a record
-//! adds to them.
+//! [`Cell`]: the sums of one bucket of one key, and what a record adds to them.
 
-use super::UsagePoint;
+use super::{GroupBy, UsagePoint};
+use crate::audit::AuditRecord;
 use crate::keys::parse_usd;
 use crate::pricing::Money;
-use crate::usage::Usage;
-use serde::Deserialize;
 
 /// Exact sums of some records: counts, cost in pico-dollars, tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,61 +68,34 @@ impl Cell {
     }
 }
 
-/// The part of an audit record's JSON the sums read (never its bodies).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct RecordFacts {
-    /// The client key's name.
-    pub client: Option<String>,
-    /// The key's team.
-    pub team: Option<String>,
-    /// The session.
-    pub session: Option<String>,
-    /// The agent type.
-    pub agent_type: Option<String>,
-    /// The model asked for.
-    pub requested_model: Option<String>,
-    /// The model that served it.
-    pub served_model: Option<String>,
-    /// The provider.
-    pub provider: Option<String>,
-    /// Token usage.
-    pub usage: Usage,
-    /// Exact decimal cost, when priced.
-    pub cost_usd: Option<String>,
+/// What one audit record adds to the sums: one request, its cost and tokens.
+pub fn record_cell(record: &AuditRecord) -> Cell {
+    let cost = record.cost_usd.as_deref().and_then(|c| parse_usd(c).ok());
+    let usage = &record.usage;
+    Cell {
+        requests: 1,
+        cost: cost.unwrap_or(Money::ZERO),
+        unpriced: u64::from(cost.is_none()),
+        input_tokens: usage.input_tokens.unwrap_or(0),
+        output_tokens: usage.output_tokens.unwrap_or(0),
+        cache_write_tokens: usage.cache_creation_input_tokens.unwrap_or(0),
+        cache_read_tokens: usage.cache_read_input_tokens.unwrap_or(0),
+    }
 }
 
-impl RecordFacts {
-    /// What this record adds: one request, its cost and tokens.
-    pub fn cell(&self) -> Cell {
-        let cost = self.cost_usd.as_deref().and_then(|c| parse_usd(c).ok());
-        let usage = &self.usage;
-        Cell {
-            requests: 1,
-            cost: cost.unwrap_or(Money::ZERO),
-            unpriced: u64::from(cost.is_none()),
-            input_tokens: usage.input_tokens.unwrap_or(0),
-            output_tokens: usage.output_tokens.unwrap_or(0),
-            cache_write_tokens: usage.cache_creation_input_tokens.unwrap_or(0),
-            cache_read_tokens: usage.cache_read_input_tokens.unwrap_or(0),
-        }
-    }
-
-    /// The record's value of `group`: the served model (else the one asked for) for
-    /// `model`; `None` when the record has none.
-    pub fn key(&self, group: super::GroupBy) -> Option<&str> {
-        use super::GroupBy;
-        match group {
-            GroupBy::Model => self
-                .served_model
-                .as_deref()
-                .or(self.requested_model.as_deref()),
-            GroupBy::Provider => self.provider.as_deref(),
-            GroupBy::AgentType => self.agent_type.as_deref(),
-            GroupBy::Client => self.client.as_deref(),
-            GroupBy::Team => self.team.as_deref(),
-            GroupBy::Session => self.session.as_deref(),
-        }
+/// The record's value of `group`: the served model (else the one asked for) for
+/// `model`; `None` when the record has none.
+pub fn record_key(record: &AuditRecord, group: GroupBy) -> Option<&str> {
+    match group {
+        GroupBy::Model => record
+            .served_model
+            .as_deref()
+            .or(record.requested_model.as_deref()),
+        GroupBy::Provider => record.provider.as_deref(),
+        GroupBy::AgentType => record.agent_type.as_deref(),
+        GroupBy::Client => record.client.as_deref(),
+        GroupBy::Team => record.team.as_deref(),
+        GroupBy::Session => record.session.as_deref(),
     }
 }
 

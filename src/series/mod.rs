@@ -12,7 +12,7 @@ mod pg;
 mod query;
 mod rollup;
 
-pub use cell::{Cell, RecordFacts};
+pub use cell::{record_cell, record_key, Cell};
 pub use query::{Bucket, GroupBy, UsageParams, UsageQuery, MAX_HOUR_BUCKETS};
 pub use rollup::UsageRollup;
 

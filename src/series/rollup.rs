@@ -19,9 +19,10 @@
 //! record still in the audit file are deleted (retention pruned their records); a file
 //! whose `seq` went backwards (replaced) is summed again from the start.
 
-use super::cell::{Cell, RecordFacts};
+use super::cell::{record_cell, record_key, Cell};
 use super::query::{Bucket, GroupBy, UsageQuery};
 use super::UsageAnswer;
+use crate::audit::AuditRecord;
 use crate::pricing::Money;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
@@ -186,16 +187,14 @@ fn read_batch(audit: &Connection, after_seq: i64) -> Result<(Cells, i64, u64), r
         let hour = Bucket::Hour.floor(row.get(1)?);
         let json: String = row.get(2)?;
         // A record that does not decode still counts as a request.
-        let facts: RecordFacts = serde_json::from_str(&json).unwrap_or_default();
-        let cell = facts.cell();
+        let record: AuditRecord = serde_json::from_str(&json).unwrap_or_default();
+        let cell = record_cell(&record);
         cells
             .entry(("", hour, String::new()))
             .or_default()
             .add(&cell);
         for group in GroupBy::ALL {
-            let key = facts
-                .key(group)
-                .map_or_else(String::new, |k| format!("={k}"));
+            let key = record_key(&record, group).map_or_else(String::new, |k| format!("={k}"));
             cells
                 .entry((group.name(), hour, key))
                 .or_default()
