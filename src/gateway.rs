@@ -276,9 +276,11 @@ impl GatewayBuilder {
             config,
             metrics,
             health,
-            usage_rollup: audit_store
-                .as_ref()
-                .map(|store| Arc::new(UsageRollup::new(store.reader().path()))),
+            usage_rollup: audit_store.as_ref().map(|store| {
+                let rollup = Arc::new(UsageRollup::new(store.reader().path()));
+                rollup.catch_up_in_background();
+                rollup
+            }),
             audit: audit_store,
             audit_pg,
             audit_stream,

@@ -80,11 +80,15 @@ impl UsageRollup {
         let Some(audit) = self.open_audit()? else {
             return Ok(0);
         };
-        let (oldest, max_seq): (Option<i64>, i64) = audit.query_row(
-            "SELECT min(timestamp_ms), coalesce(max(seq), 0) FROM audit_records",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        // Two queries: each is one seek (min and max together would scan the index).
+        let oldest: Option<i64> =
+            audit.query_row("SELECT min(timestamp_ms) FROM audit_records", [], |r| {
+                r.get(0)
+            })?;
+        let max_seq: i64 =
+            audit.query_row("SELECT coalesce(max(seq), 0) FROM audit_records", [], |r| {
+                r.get(0)
+            })?;
         let mut last: i64 =
             rollup.query_row("SELECT last_seq FROM rollup_state", [], |r| r.get(0))?;
         if max_seq < last {
@@ -111,8 +115,30 @@ impl UsageRollup {
         }
         // Hours before the oldest record left: retention deleted their records.
         let cutoff = oldest.map_or(i64::MAX, |ms| Bucket::Hour.floor(ms));
-        rollup.execute("DELETE FROM usage_hours WHERE hour_ms < ?1", [cutoff])?;
+        // One range of the primary key per attribute, never a scan of the table.
+        let mut prune =
+            rollup.prepare_cached("DELETE FROM usage_hours WHERE dim = ?1 AND hour_ms < ?2")?;
+        for dim in std::iter::once("").chain(GroupBy::ALL.map(GroupBy::name)) {
+            prune.execute(params![dim, cutoff])?;
+        }
         Ok(added)
+    }
+
+    /// Catch up once on a thread of its own (at start, so the first answer after a long
+    /// time without one does not wait for it); failures are logged and retried by the
+    /// next answer.
+    pub fn catch_up_in_background(self: &std::sync::Arc<Self>) {
+        let rollup = std::sync::Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("usage-rollup".into())
+            .spawn(move || {
+                if let Err(error) = rollup.catch_up() {
+                    tracing::warn!(%error, "usage rollup catch-up failed");
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the usage rollup catch-up");
+        }
     }
 
     /// The usage `query` asks for, after catching up.
