@@ -507,3 +507,39 @@ async fn million_record_figures() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary_under_a_strict_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start().await;
+    let (url, _task) = serve(config(&upstream, &dir.path().join("audit.db"))).await;
+    for path in [
+        "/gateway/ui",
+        "/gateway/ui/app.js",
+        "/gateway/ui/uPlot.min.js",
+        "/gateway/ui/uPlot.LICENSE",
+    ] {
+        // Open, like any static page: the data behind it needs the token.
+        let response = client().get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let body = response.text().await.unwrap();
+        if path == "/gateway/ui" {
+            // Every script is a file of the gateway's; no inline script, no CDN.
+            assert_eq!(
+                body.matches("<script").count(),
+                body.matches("<script src=\"/gateway/ui/").count()
+            );
+            assert!(!body.contains("http://") && !body.contains("https://"));
+        }
+    }
+}
