@@ -1,5 +1,5 @@
 //! [`UsageRollup`]: usage per hour and attribute, kept in a SQLite file beside the
-//! audit file (`<audit path>.usage`) and brought up to date from the audit file's new
+//! audit file (`<audit path>.usage.db`) and brought up to date from the audit file's new
 //! rows (by `seq`) before each answer.
 //!
 //! Summing a 90-day range straight from the records reads every record's JSON (a
@@ -56,11 +56,11 @@ pub struct UsageRollup {
 }
 
 impl UsageRollup {
-    /// The rollup of the audit file at `audit` (kept in `<audit>.usage`).
+    /// The rollup of the audit file at `audit` (kept in `<audit>.usage.db`).
     pub fn new(audit: impl Into<PathBuf>) -> UsageRollup {
         let audit = audit.into();
         let mut rollup = audit.clone().into_os_string();
-        rollup.push(".usage");
+        rollup.push(".usage.db");
         UsageRollup {
             audit,
             rollup: rollup.into(),
@@ -76,10 +76,11 @@ impl UsageRollup {
     /// Bring the rollup up to date with the audit file; the records added.
     pub fn catch_up(&self) -> Result<u64, rusqlite::Error> {
         let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rollup = self.open()?;
+        // No audit file, no rollup file: nothing is created beside a store not yet used.
         let Some(audit) = self.open_audit()? else {
             return Ok(0);
         };
+        let mut rollup = self.open()?;
         // Two queries: each is one seek (min and max together would scan the index).
         let oldest: Option<i64> =
             audit.query_row("SELECT min(timestamp_ms) FROM audit_records", [], |r| {
@@ -144,6 +145,9 @@ impl UsageRollup {
     /// The usage `query` asks for, after catching up.
     pub fn usage(&self, query: &UsageQuery) -> Result<UsageAnswer, rusqlite::Error> {
         self.catch_up()?;
+        if !self.rollup.exists() {
+            return Ok(UsageAnswer::from_cells(query, BTreeMap::new()));
+        }
         let conn = self.open()?;
         let mut stmt = conn.prepare_cached(
             "SELECT hour_ms, key, requests, unpriced, input, output, cache_write, cache_read, \
