@@ -26,9 +26,10 @@ use crate::metrics::{Exposition, GatewayMetrics, Render};
 use crate::pricing::PriceTable;
 use crate::provider::{self, AnthropicProvider, OpenAiProvider, ProviderService, ProviderSet};
 use crate::record::{
-    AuditOptions, AuditRecordSink, BudgetRecordSink, MetricsRecordSink, RecordLayer,
+    AuditOptions, AuditRecordSink, AuditStream, BudgetRecordSink, MetricsRecordSink, RecordLayer,
 };
 use crate::route::{ConfigRoutePolicy, RouteLayer};
+use crate::series::UsageRollup;
 use crate::ship::{PgAudit, Shipper};
 use crate::timeout::TimeoutLayer;
 use crate::usage::{OnCost, OnUsage, UsageLayer, UsageReport};
@@ -235,9 +236,11 @@ impl GatewayBuilder {
             })
         };
         // The budget sink first: the other sinks see the request settled.
+        let audit_stream = AuditStream::new();
         let record = RecordLayer::new()
             .sink(BudgetRecordSink::new())
-            .sink(MetricsRecordSink::new(metrics.clone()));
+            .sink(MetricsRecordSink::new(metrics.clone()))
+            .sink(audit_stream.clone());
         // One connection for `/gateway/audit`, another for the shipper's thread.
         let open_pg = || -> Result<Option<Arc<PgAudit>>, ConfigError> {
             pg_url
@@ -291,7 +294,7 @@ impl GatewayBuilder {
             .layer(RouteLayer::new(route))
             .layer(govern)
             .layer(fallback)
-            .layer(UsageLayer::new(self.on_usage).priced(prices, self.on_cost))
+            .layer(UsageLayer::new(self.on_usage).priced(prices.clone(), self.on_cost))
             .layer(TimeoutLayer::new(
                 Duration::from_millis(config.timeouts.first_byte_ms),
                 Duration::from_millis(config.timeouts.idle_ms),
@@ -302,13 +305,20 @@ impl GatewayBuilder {
             config,
             metrics,
             health,
+            usage_rollup: audit_store.as_ref().map(|store| {
+                let rollup = Arc::new(UsageRollup::new(store.reader().path()));
+                rollup.catch_up_in_background();
+                rollup
+            }),
             audit: audit_store,
             audit_pg,
+            audit_stream,
             audit_shipper,
             admin_token,
             key_sources,
             keys,
             ledger,
+            prices,
         });
         let exposition = self
             .metrics_render

@@ -139,6 +139,7 @@ pub mod provider;
 pub mod record;
 pub mod request_id;
 pub mod route;
+pub mod series;
 mod serve;
 pub mod ship;
 pub mod sse;

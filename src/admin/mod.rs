@@ -1,11 +1,16 @@
 //! The gateway's own endpoints: `/gateway/health` and `/gateway/me` (open; `me` needs a
 //! client key), and behind the admin token `/gateway/metrics`, `/metrics`,
-//! `/gateway/audit`, `/gateway/keys` and `/gateway/teams`.
+//! `/gateway/audit`, `/gateway/audit/stream`, `/gateway/usage`, `/gateway/keys` and
+//! `/gateway/teams`; the dashboard's page and assets under `/gateway/ui` are open (they
+//! hold no data: the page asks for the token and sends it to the endpoints above).
 
 mod audit;
 mod health;
 mod keys;
 mod metrics;
+mod stream;
+mod ui;
+mod usage;
 
 use crate::audit::AuditStore;
 use crate::auth::bearer_matches;
@@ -36,11 +41,17 @@ pub(crate) struct AdminState {
     pub(crate) audit_pg: Option<Arc<crate::ship::PgAudit>>,
     /// Ships this replica's spool into PostgreSQL while the gateway lives.
     pub(crate) audit_shipper: Option<crate::ship::Shipper>,
+    /// Every closed request's record, for `/gateway/audit/stream`.
+    pub(crate) audit_stream: crate::record::AuditStream,
+    /// Usage per hour from the SQLite store, for `/gateway/usage` without PostgreSQL.
+    pub(crate) usage_rollup: Option<Arc<crate::series::UsageRollup>>,
     pub(crate) admin_token: Option<Secret>,
     /// Where each provider's key comes from, for `/gateway/health` (never the key).
     pub(crate) key_sources: KeySources,
     /// Every client key and team.
     pub(crate) keys: Arc<KeyRegistry>,
+    /// The prices requests are costed with (for the cache savings of `/gateway/usage`).
+    pub(crate) prices: crate::pricing::PriceTable,
     /// Budgets and rate limits: spend for the key and team endpoints.
     pub(crate) ledger: Arc<dyn Ledger>,
 }
@@ -53,6 +64,8 @@ pub(crate) fn router(state: Arc<AdminState>, exposition: Option<Exposition>) -> 
     let mut guarded = Router::new()
         .route("/gateway/metrics", get(metrics::summary))
         .route("/gateway/audit", get(audit::records))
+        .route("/gateway/audit/stream", get(stream::records))
+        .route("/gateway/usage", get(usage::series))
         .route("/gateway/keys", get(keys::list).post(keys::create))
         .route(
             "/gateway/keys/{name}",
@@ -69,6 +82,7 @@ pub(crate) fn router(state: Arc<AdminState>, exposition: Option<Exposition>) -> 
     Router::new()
         .route("/gateway/health", get(health::status))
         .route("/gateway/me", get(keys::me))
+        .merge(ui::router())
         .merge(guarded)
         .with_state(state)
 }

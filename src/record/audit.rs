@@ -79,7 +79,7 @@ fn request_cost(usage: &[crate::usage::CostReport]) -> Option<crate::pricing::Mo
 }
 
 /// The audit record of one closed request.
-fn audit_record(request: &ClosedRequest, options: &AuditOptions) -> AuditRecord {
+pub(super) fn audit_record(request: &ClosedRequest, options: &AuditOptions) -> AuditRecord {
     let entries = &request.entries;
     let meta = entries.meta.as_ref();
     let head = request.head.as_ref();

@@ -31,12 +31,14 @@ mod body;
 mod budget;
 mod metrics;
 mod service;
+mod stream;
 
 pub use audit::{AuditOptions, AuditRecordSink};
 pub use body::{Closing, RecordBody};
 pub use budget::BudgetRecordSink;
 pub use metrics::MetricsRecordSink;
 pub use service::{RecordFuture, RecordService};
+pub use stream::{AuditStream, STREAM_CAPACITY};
 
 use crate::ledger::LedgerEntries;
 use crate::meta::{AnswerHead, Endpoint};

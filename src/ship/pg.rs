@@ -171,7 +171,7 @@ impl PgAudit {
         settle(conn, result)
     }
 
-    /// Run one statement on the connection (the page query, the key store's reads and
+    /// Run one statement on the connection (the page and usage queries, the key store's reads and
     /// writes), in its own transaction.
     pub(crate) async fn query(
         &self,
