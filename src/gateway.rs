@@ -30,7 +30,7 @@ use crate::record::{
 };
 use crate::route::{ConfigRoutePolicy, RouteLayer};
 use crate::series::UsageRollup;
-use crate::ship::{PgAudit, Shipper};
+use crate::ship::{Cursor, PgAudit, Shipper};
 use crate::timeout::TimeoutLayer;
 use crate::usage::{OnCost, OnUsage, UsageLayer, UsageReport};
 use std::collections::HashMap;
@@ -256,6 +256,10 @@ impl GatewayBuilder {
                 let mut store_config = AuditStoreConfig::new(&config.audit.path);
                 store_config.retention_days = config.audit.retention_days;
                 store_config.max_bytes = config.audit.max_db_bytes;
+                // A spool keeps what the shipper has not sent yet, retention or not.
+                store_config.keep_unshipped = pg_url
+                    .is_some()
+                    .then(|| Cursor::for_spool(&config.audit.path).path().to_owned());
                 let store = AuditStore::open(store_config).map_err(|e| {
                     ConfigError::at("audit.path", format!("cannot open the audit store: {e}"))
                 })?;

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::error::AuditError;
 use super::prune::Retention;
-use super::query::{AuditQuery, AuditReader};
+use super::query::AuditReader;
 use super::record::AuditRecord;
 use super::schema;
 use super::writer::{Msg, Shared, Writer, WriterSettings};
@@ -52,6 +52,9 @@ pub struct AuditStoreConfig {
     pub max_bytes: Option<u64>,
     /// How often retention runs after the one at start-up (default 5 min).
     pub prune_interval: Duration,
+    /// A file holding a `seq` (the PostgreSQL shipper's cursor): retention never deletes
+    /// a record above it, so a spool keeps what is not shipped yet (default none).
+    pub keep_unshipped: Option<PathBuf>,
 }
 
 impl AuditStoreConfig {
@@ -66,6 +69,7 @@ impl AuditStoreConfig {
             retention_days: None,
             max_bytes: None,
             prune_interval: Duration::from_secs(300),
+            keep_unshipped: None,
         }
     }
 }
@@ -122,6 +126,7 @@ impl AuditStore {
             retention: Retention {
                 days: config.retention_days,
                 max_bytes: config.max_bytes,
+                keep_unshipped: config.keep_unshipped.clone(),
             },
             prune_interval: config.prune_interval.max(Duration::from_secs(1)),
             path: config.path.clone(),
@@ -292,21 +297,6 @@ impl AuditStore {
     /// A reader for the same file (cheap; clone it into `spawn_blocking`).
     pub fn reader(&self) -> &AuditReader {
         &self.reader
-    }
-
-    /// See [`AuditReader::query`]: newest first, filtered, limited.
-    pub fn query(&self, filter: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
-        self.reader.query(filter)
-    }
-
-    /// See [`AuditReader::query_after`]: records with `seq > after_seq`,
-    /// oldest first.
-    pub fn query_after(
-        &self,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
-        self.reader.query_after(after_seq, limit)
     }
 }
 

@@ -146,7 +146,7 @@ fn full_record_round_trips_exactly() {
         request_id: Some("req_full".into()),
         ..Default::default()
     };
-    let got = store.query(&q).unwrap();
+    let got = store.reader().query(&q).unwrap();
     assert_eq!(got, vec![rec.clone()]);
     let stats = store.shutdown().unwrap();
     assert_eq!(stats.written, 2);
@@ -176,6 +176,7 @@ fn filters_limit_and_newest_first() {
     store.flush().unwrap();
     let ids = |q: AuditQuery| -> Vec<String> {
         store
+            .reader()
             .query(&q)
             .unwrap()
             .into_iter()
@@ -279,7 +280,7 @@ fn filters_limit_and_newest_first() {
         ..Default::default()
     };
     assert!(matches!(
-        store.query(&bad),
+        store.reader().query(&bad),
         Err(AuditError::InvalidQuery(_))
     ));
 }
@@ -293,7 +294,7 @@ fn query_after_is_oldest_first_by_seq_and_pages() {
         store.submit(record(&format!("f{i}"), 1_000_000 - i));
     }
     store.flush().unwrap();
-    let got = store.query_after(0, 100).unwrap();
+    let got = store.reader().query_after(0, 100).unwrap();
     let seqs: Vec<i64> = got.iter().map(|(s, _)| *s).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let ids: Vec<&str> = got.iter().map(|(_, r)| r.request_id.as_str()).collect();
@@ -303,20 +304,20 @@ fn query_after_is_oldest_first_by_seq_and_pages() {
     let mut after = 0;
     let mut paged = Vec::new();
     loop {
-        let page = store.query_after(after, 3).unwrap();
+        let page = store.reader().query_after(after, 3).unwrap();
         assert!(page.len() <= 3);
         let Some(last) = page.last() else { break };
         after = last.0;
         paged.extend(page.into_iter().map(|(_, r)| r.request_id));
     }
     assert_eq!(paged, ids);
-    assert!(store.query_after(after, 10).unwrap().is_empty());
-    assert!(store.query_after(0, 0).unwrap().is_empty());
+    assert!(store.reader().query_after(after, 10).unwrap().is_empty());
+    assert!(store.reader().query_after(0, 0).unwrap().is_empty());
 
     // A follower sees only what came after.
     store.submit(record("late", 0));
     store.flush().unwrap();
-    let tail = store.query_after(after, 10).unwrap();
+    let tail = store.reader().query_after(after, 10).unwrap();
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].1.request_id, "late");
     assert!(tail[0].0 > after);
@@ -741,6 +742,7 @@ fn retention_prunes_old_records_and_shrinks_the_file() {
         empty.page_count
     );
     let left = store
+        .reader()
         .query(&AuditQuery {
             limit: Some(1000),
             ..Default::default()
@@ -780,7 +782,7 @@ fn max_bytes_caps_the_file() {
             s.file_bytes()
         );
     }
-    let newest = store.query(&AuditQuery::default()).unwrap();
+    let newest = store.reader().query(&AuditQuery::default()).unwrap();
     assert!(newest.iter().any(|r| r.request_id == "m3-99"));
     drop(store);
 }
@@ -815,7 +817,7 @@ fn max_bytes_holds_between_periodic_prunes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let newest = store.query(&AuditQuery::default()).unwrap();
+    let newest = store.reader().query(&AuditQuery::default()).unwrap();
     assert!(newest.iter().any(|r| r.request_id == "c399"));
     let end = store.shutdown().unwrap();
     assert!(end.pruned > 0, "it pruned without being asked");
@@ -1018,7 +1020,7 @@ fn shared_prefix_is_stored_once_and_reads_back_exact() {
     let rows = all(&AuditReader::new(&path));
     assert_eq!(rows[0].request_body.as_deref(), Some(first.as_bytes()));
     assert_eq!(rows[1].request_body.as_deref(), Some(second.as_bytes()));
-    let newest = store.query(&AuditQuery::default()).unwrap();
+    let newest = store.reader().query(&AuditQuery::default()).unwrap();
     assert_eq!(newest[0].request_body.as_deref(), Some(second.as_bytes()));
     drop(store);
 }
@@ -1520,4 +1522,49 @@ fn bad_since_is_reported_before_touching_the_file() {
         ..Default::default()
     };
     assert!(matches!(r.query(&q), Err(AuditError::InvalidQuery(_))));
+}
+
+#[test]
+fn retention_keeps_what_the_shipper_has_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let cursor = dir.path().join("audit.db.pg-cursor");
+    let now = now_ms();
+    {
+        let store = AuditStore::open(AuditStoreConfig::new(&path)).unwrap();
+        for i in 0..300 {
+            store.submit(with_bodies(
+                &format!("old{i}"),
+                now - 30 * DAY_MS + i,
+                100,
+                100,
+            ));
+        }
+        assert_eq!(store.shutdown().unwrap().written, 300);
+    }
+    let open = |max_bytes: Option<u64>| {
+        AuditStore::open(AuditStoreConfig {
+            retention_days: Some(7),
+            max_bytes,
+            keep_unshipped: Some(cursor.clone()),
+            ..AuditStoreConfig::new(&path)
+        })
+        .unwrap()
+    };
+    // No cursor yet: nothing is shipped, so nothing goes, old or not.
+    let store = open(None);
+    store.prune().unwrap();
+    assert_eq!(store.reader().stats().unwrap().records, 300);
+    // 100 shipped: only those may go.
+    std::fs::write(&cursor, "100\n").unwrap();
+    store.prune().unwrap();
+    assert_eq!(store.reader().stats().unwrap().records, 200);
+    drop(store);
+    // A size cap below what is left does not reach past the cursor either.
+    let store = open(Some(4096));
+    store.prune().unwrap();
+    assert_eq!(store.reader().stats().unwrap().records, 200);
+    std::fs::write(&cursor, "300\n").unwrap();
+    store.prune().unwrap();
+    assert_eq!(store.reader().stats().unwrap().records, 0);
 }
