@@ -140,6 +140,7 @@ pub mod route;
 mod serve;
 pub mod ship;
 pub mod sse;
+pub mod telemetry;
 pub mod timeout;
 pub mod usage;
 
