@@ -2,9 +2,9 @@
 
 use crate::ledger::cut_body;
 use crate::meta::RequestMeta;
-use bytes::Bytes;
 use crate::pricing::Money;
 use crate::usage::{Outcome, Usage};
+use bytes::Bytes;
 use opentelemetry::{Array, StringValue, Value};
 use tracing::field::Empty;
 use tracing::Span;

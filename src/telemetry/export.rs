@@ -12,6 +12,7 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
+use tracing::instrument::WithSubscriber;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::registry::LookupSpan;
@@ -82,7 +83,13 @@ where
                 .build(),
         )
         .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("llm-gateway"));
+    // Only what the spans say: no source locations, threads or busy/idle timings.
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("llm-gateway"))
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false);
     Ok(Some(OtlpLayer { layer, provider }))
 }
 
@@ -111,15 +118,20 @@ impl HttpClient for RuntimeClient {
     ) -> Result<http::Response<Bytes>, HttpError> {
         let request = reqwest::Request::try_from(request)?;
         let client = self.client.clone();
-        let sent = self.runtime.spawn(async move {
-            let response = client.execute(request).await?;
-            let mut answer = http::Response::builder().status(response.status());
-            if let Some(headers) = answer.headers_mut() {
-                *headers = response.headers().clone();
-            }
-            let body = response.bytes().await?;
-            Ok::<_, HttpError>(answer.body(body)?)
-        });
+        // The export's own HTTP client must not make spans to export (a loop at TRACE).
+        let quiet = tracing::subscriber::NoSubscriber::default();
+        let sent = self.runtime.spawn(WithSubscriber::with_subscriber(
+            async move {
+                let response = client.execute(request).await?;
+                let mut answer = http::Response::builder().status(response.status());
+                if let Some(headers) = answer.headers_mut() {
+                    *headers = response.headers().clone();
+                }
+                let body = response.bytes().await?;
+                Ok::<_, HttpError>(answer.body(body)?)
+            },
+            quiet,
+        ));
         sent.await?
     }
 }
@@ -158,7 +170,10 @@ mod tests {
     #[test]
     fn the_traces_path_is_added_to_the_endpoint() {
         let url = |s: &str| traces_url(&s.parse().unwrap()).to_string();
-        assert_eq!(url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(
+            url("http://127.0.0.1:4318"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
         assert_eq!(url("http://h:4318/otel/"), "http://h:4318/otel/v1/traces");
         assert_eq!(url("http://h:4318/otel"), "http://h:4318/otel/v1/traces");
     }

@@ -19,7 +19,8 @@ pub fn set_parent_from(span: &Span, headers: &HeaderMap) {
     if !headers.contains_key(TRACEPARENT) {
         return;
     }
-    let parent = TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
+    let parent =
+        TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
     if parent.span().span_context().is_valid() {
         // Fails only when the span is already started or has no OpenTelemetry data.
         let _ = span.set_parent(parent);

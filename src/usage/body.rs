@@ -61,7 +61,10 @@ impl<H: OnUsage> BodyObserver for UsageTap<H> {
             (BodyEnd::Dropped, _) => Outcome::ClientDisconnected,
         };
         let report = self.take_report(outcome);
-        let cost = self.pricing.as_ref().map(|pricing| pricing.price(report.clone()));
+        let cost = self
+            .pricing
+            .as_ref()
+            .map(|pricing| pricing.price(report.clone()));
         self.tell_span(&report, cost.as_ref().and_then(|c| c.cost));
         if self.pricing.is_none() && self.ledger.is_none() && self.watch.is_none() {
             self.hook.on_usage(report);
