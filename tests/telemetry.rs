@@ -439,3 +439,70 @@ async fn requests_answer_while_the_collector_is_down() {
     }
     assert_eq!(upstream.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn an_attempt_that_breaks_after_the_commit_point_says_so() {
+    let (collector, collector_url) = Collector::start().await;
+    let upstream = MockUpstream::start().await;
+    let events = common::mock::split_events(&common::fixture("text_basic.sse"));
+    let commit = common::through_commit(&events);
+    let mut steps: Vec<Step> = events[..commit]
+        .iter()
+        .map(|e| Step::Send(e.clone().into_bytes()))
+        .collect();
+    steps.push(Step::Close);
+    upstream.push(Reply::sse(steps));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &[("anthropic", &upstream.url())],
+        &collector_url,
+        dir.path(),
+    );
+    let _traced = traced(&config.telemetry);
+    let gateway = common::start_gateway(config).await;
+
+    let response = post(&gateway.url, true, None).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap_or_default();
+    assert!(text.contains("event: error"), "{text}");
+
+    let name = "chat claude-sonnet-4-5";
+    let spans = collector.wait_for(&["request", name]).await;
+    let attempt = named(&spans, name)[0];
+    assert_eq!(
+        attr(attempt, "llm_gateway.attempt.committed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        attr(attempt, "llm_gateway.outcome").as_deref(),
+        Some("incomplete")
+    );
+    assert_eq!(attr(attempt, "error.type").as_deref(), Some("incomplete"));
+    assert_eq!(attempt.status.as_ref().map(|s| s.code), Some(2));
+}
+
+#[tokio::test]
+async fn without_telemetry_the_clients_traceparent_passes_unchanged_and_none_is_invented() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(Reply::json(200, message_json(11, 6)));
+    upstream.push(Reply::json(200, message_json(11, 6)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(
+        &[("anthropic", &upstream.url())],
+        "http://127.0.0.1:1",
+        dir.path(),
+    );
+    config.telemetry = TelemetryConfig::default();
+    let gateway = common::start_gateway(config).await;
+
+    let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    post(&gateway.url, false, Some(&traceparent))
+        .await
+        .text()
+        .await
+        .unwrap();
+    post(&gateway.url, false, None).await.text().await.unwrap();
+    let sent = upstream.requests();
+    assert_eq!(sent[0].header("traceparent"), Some(traceparent.as_str()));
+    assert_eq!(sent[1].header("traceparent"), None);
+}

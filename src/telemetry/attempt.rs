@@ -3,7 +3,6 @@
 use crate::ledger::cut_body;
 use crate::meta::RequestMeta;
 use crate::pricing::Money;
-use crate::usage::{Outcome, Usage};
 use bytes::Bytes;
 use opentelemetry::{Array, StringValue, Value};
 use tracing::field::Empty;
@@ -19,6 +18,19 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 #[derive(Clone, Debug)]
 pub struct AttemptSpan(Span);
 
+/// An answer's token counts as the provider reported them (`None`: not reported).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tokens {
+    /// Uncached input tokens.
+    pub(crate) input: Option<u64>,
+    /// Output tokens.
+    pub(crate) output: Option<u64>,
+    /// Cache-read input tokens.
+    pub(crate) cache_read: Option<u64>,
+    /// Cache-write input tokens.
+    pub(crate) cache_creation: Option<u64>,
+}
+
 /// What the usage tap read from an attempt's answer, for its span.
 #[derive(Debug)]
 pub(crate) struct Answered<'a> {
@@ -28,12 +40,15 @@ pub(crate) struct Answered<'a> {
     pub(crate) id: Option<&'a str>,
     /// The answer's `stop_reason`.
     pub(crate) stop_reason: Option<&'a str>,
-    /// The usage seen.
-    pub(crate) usage: Usage,
+    /// The token counts seen.
+    pub(crate) tokens: Tokens,
     /// Its exact cost, when priced.
     pub(crate) cost: Option<Money>,
-    /// How the answer's body ended.
-    pub(crate) outcome: Outcome,
+    /// How the answer's body ended (`complete`, `error`, `incomplete`,
+    /// `client_disconnected`), and whether that is a failure.
+    pub(crate) outcome: &'static str,
+    /// The body ended in an error or broke off.
+    pub(crate) broken: bool,
     /// Whether the attempt had passed its commit point (first content, or a whole answer).
     pub(crate) committed: bool,
 }
@@ -141,7 +156,7 @@ impl AttemptSpan {
             let reasons = Array::String(vec![StringValue::from(reason.to_owned())]);
             span.set_attribute("gen_ai.response.finish_reasons", Value::Array(reasons));
         }
-        record_usage(span, &answer.usage);
+        record_tokens(span, answer.tokens);
         if let Some(cost) = answer.cost {
             span.record("llm_gateway.cost_usd", cost.to_string().as_str());
         }
@@ -149,15 +164,9 @@ impl AttemptSpan {
             // Fallback records why an attempt failed before its commit point.
             return;
         }
-        let outcome = match answer.outcome {
-            Outcome::Complete => "complete",
-            Outcome::Error => "error",
-            Outcome::ClientDisconnected => "client_disconnected",
-            Outcome::Incomplete => "incomplete",
-        };
-        span.record("llm_gateway.outcome", outcome);
-        if matches!(answer.outcome, Outcome::Error | Outcome::Incomplete) {
-            span.record("error.type", outcome);
+        span.record("llm_gateway.outcome", answer.outcome);
+        if answer.broken {
+            span.record("error.type", answer.outcome);
             span.record("otel.status_code", "ERROR");
         }
     }
@@ -165,12 +174,8 @@ impl AttemptSpan {
 
 /// The token counts; input is the whole prompt (uncached + cache reads + cache writes),
 /// as the GenAI conventions define it, with the cache split in its own attributes.
-fn record_usage(span: &Span, usage: &Usage) {
-    let parts = [
-        usage.input_tokens,
-        usage.cache_read_input_tokens,
-        usage.cache_creation_input_tokens,
-    ];
+fn record_tokens(span: &Span, tokens: Tokens) {
+    let parts = [tokens.input, tokens.cache_read, tokens.cache_creation];
     if parts.iter().any(Option::is_some) {
         let input = parts
             .iter()
@@ -179,14 +184,11 @@ fn record_usage(span: &Span, usage: &Usage) {
         span.record("gen_ai.usage.input_tokens", input);
     }
     let counts = [
-        ("gen_ai.usage.output_tokens", usage.output_tokens),
-        (
-            "gen_ai.usage.cache_read.input_tokens",
-            usage.cache_read_input_tokens,
-        ),
+        ("gen_ai.usage.output_tokens", tokens.output),
+        ("gen_ai.usage.cache_read.input_tokens", tokens.cache_read),
         (
             "gen_ai.usage.cache_creation.input_tokens",
-            usage.cache_creation_input_tokens,
+            tokens.cache_creation,
         ),
     ];
     for (field, count) in counts {

@@ -43,7 +43,7 @@ mod attempt;
 mod export;
 mod propagate;
 
-pub(crate) use attempt::Answered;
 pub use attempt::AttemptSpan;
+pub(crate) use attempt::{Answered, Tokens};
 pub use export::{otlp_layer, OtlpLayer, SPANS_DROPPED};
 pub use propagate::{set_parent_from, trace_headers, TRACEPARENT};

@@ -2,7 +2,7 @@ use super::price::{unpriced, Pricing};
 use super::{OnUsage, Outcome, UsageReport, UsageTracker, WatchUsage};
 use crate::ledger::RequestLedger;
 use crate::observe::{BodyEnd, BodyObserver, ObservedBody};
-use crate::telemetry::{Answered, AttemptSpan};
+use crate::telemetry::{Answered, AttemptSpan, Tokens};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,13 +94,26 @@ impl<H> UsageTap<H> {
             return;
         };
         let facts = self.tracker.answer();
+        let usage = &report.usage;
+        let (outcome, broken) = match report.outcome {
+            Outcome::Complete => ("complete", false),
+            Outcome::Error => ("error", true),
+            Outcome::Incomplete => ("incomplete", true),
+            Outcome::ClientDisconnected => ("client_disconnected", false),
+        };
         span.answered(Answered {
             model: report.model.as_deref(),
             id: facts.id.as_deref(),
             stop_reason: facts.stop_reason.as_deref(),
-            usage: report.usage,
+            tokens: Tokens {
+                input: usage.input_tokens,
+                output: usage.output_tokens,
+                cache_read: usage.cache_read_input_tokens,
+                cache_creation: usage.cache_creation_input_tokens,
+            },
             cost,
-            outcome: report.outcome,
+            outcome,
+            broken,
             committed: !self.stream || self.tracker.first_content_at().is_some(),
         });
     }
