@@ -216,6 +216,9 @@ async fn a_request_is_a_span_with_its_attempt_inside_the_clients_trace() {
         "content is off by default"
     );
     assert_eq!(attr(request, "status").as_deref(), Some("200"));
+    assert_eq!(attr(request, "client").as_deref(), Some("ci"));
+    assert_eq!(attr(request, "provider").as_deref(), Some("anthropic"));
+    assert_eq!(attr(request, "model").as_deref(), Some("claude-sonnet-4-5"));
 
     // The upstream request carries the trace on, from the attempt span.
     let sent = &upstream.requests()[0];

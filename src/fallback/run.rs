@@ -4,6 +4,7 @@
 use super::peek::{ended_before_content, Peek, PeekBody, Seen};
 use super::{failure_reason, FallbackPolicy, GateAttempts, OnFallback, ProviderHealth};
 use crate::body::Body;
+use crate::edge::SpanField;
 use crate::error::{Error, ErrorKind};
 use crate::ledger::{AttemptRecord, AttemptsEnd, RequestLedger};
 use crate::meta::{AttemptTarget, CrossProvider, TargetModel};
@@ -333,6 +334,18 @@ where
     fn attempt_span(&self, attempt: Option<&Attempt>) -> AttemptSpan {
         let meta = self.parts.extensions.get::<crate::meta::RequestMeta>();
         let model = attempt.and_then(|a| a.model.as_deref());
+        // The request span names who asked and who was tried last.
+        if let Some(meta) = meta {
+            for (field, value) in [
+                (SpanField::Client, &meta.client),
+                (SpanField::Model, &meta.model),
+            ] {
+                if let Some(value) = value {
+                    crate::edge::record(field, value);
+                }
+            }
+        }
+        crate::edge::record(SpanField::Provider, self.provider());
         let span = AttemptSpan::start(meta, self.provider(), model);
         if let Some(max) = self.shared.capture_content {
             span.capture_messages(&self.body, max);
