@@ -101,6 +101,13 @@ fn render(value: &Value) -> String {
     }
 }
 
+/// Assert each `(key, value)` attribute of `span`.
+fn assert_attrs(span: &Span, expect: &[(&str, &str)]) {
+    for (key, value) in expect {
+        assert_eq!(attr(span, key).as_deref(), Some(*value), "{key}");
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -109,8 +116,8 @@ fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
     spans.iter().filter(|s| s.name == name).collect()
 }
 
-/// The gateway's config: `providers` (name, base URL, extra TOML) in fallback order,
-/// a client key, the collector.
+/// The gateway's config: `providers` (name, base URL) in fallback order, a client key,
+/// the collector.
 fn config(providers: &[(&str, &str)], collector: &str, keys_dir: &std::path::Path) -> Config {
     let names: Vec<String> = providers.iter().map(|(n, _)| format!("\"{n}\"")).collect();
     let mut toml = format!(
@@ -128,18 +135,54 @@ fn config(providers: &[(&str, &str)], collector: &str, keys_dir: &std::path::Pat
     Config::from_toml_str(&toml).expect("test config parses")
 }
 
-/// The OTLP layer for `telemetry`, in a subscriber scoped to this test's thread (the
-/// tests run on a current-thread runtime, so the gateway's tasks are traced too).
-fn traced(telemetry: &TelemetryConfig) -> tracing::subscriber::DefaultGuard {
-    let otlp = llm_gateway::telemetry::otlp_layer(telemetry)
+/// A gateway in front of `providers`, traced to its own collector.
+struct Rig {
+    collector: Collector,
+    gateway: common::TestGateway,
+    _traced: Option<tracing::subscriber::DefaultGuard>,
+    _dir: tempfile::TempDir,
+}
+
+/// The rig for `providers` (name, mock), its config changed by `edit` first. The OTLP
+/// layer sits in a subscriber scoped to this test's thread (the tests run on a
+/// current-thread runtime, so the gateway's tasks are traced too); with no
+/// `otlp_endpoint` left after `edit`, there is none.
+async fn rig(providers: &[(&str, &MockUpstream)], edit: impl FnOnce(&mut Config)) -> Rig {
+    let (collector, collector_url) = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let urls: Vec<(&str, String)> = providers.iter().map(|(n, m)| (*n, m.url())).collect();
+    let urls: Vec<(&str, &str)> = urls.iter().map(|(n, u)| (*n, u.as_str())).collect();
+    let mut config = config(&urls, &collector_url, dir.path());
+    edit(&mut config);
+    let traced = llm_gateway::telemetry::otlp_layer(&config.telemetry)
         .expect("exporter builds")
-        .expect("an endpoint is set");
-    // The provider lives as long as the layer's tracer; its batch thread keeps exporting.
-    let subscriber = tracing_subscriber::registry().with(
-        otlp.layer
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-    );
-    tracing::subscriber::set_default(subscriber)
+        .map(|otlp| {
+            // The provider lives as long as the layer's tracer; its thread keeps exporting.
+            let layer = otlp
+                .layer
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
+        });
+    let gateway = common::start_gateway(config).await;
+    Rig {
+        collector,
+        gateway,
+        _traced: traced,
+        _dir: dir,
+    }
+}
+
+/// A stream that sends `text_basic.sse` through its commit point, then `then`.
+fn stream_then(then: Step) -> Reply {
+    let events = common::mock::split_events(&common::fixture("text_basic.sse"));
+    Reply::sse(common::through_commit_then(&events, vec![then]))
+}
+
+/// Events of `text_basic.sse` the client gets up to the commit point.
+fn commit_events() -> usize {
+    common::through_commit(&common::mock::split_events(&common::fixture(
+        "text_basic.sse",
+    )))
 }
 
 async fn post(url: &str, stream: bool, traceparent: Option<&str>) -> reqwest::Response {
@@ -156,30 +199,22 @@ async fn post(url: &str, stream: bool, traceparent: Option<&str>) -> reqwest::Re
     request.send().await.unwrap()
 }
 
+const CHAT: &str = "chat claude-sonnet-4-5";
+
 #[tokio::test]
 async fn a_request_is_a_span_with_its_attempt_inside_the_clients_trace() {
-    let (collector, collector_url) = Collector::start().await;
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::json(200, message_json(11, 6)));
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        &[("anthropic", &upstream.url())],
-        &collector_url,
-        dir.path(),
-    );
-    let _traced = traced(&config.telemetry);
-    let gateway = common::start_gateway(config).await;
+    let rig = rig(&[("anthropic", &upstream)], |_| {}).await;
 
     let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
-    let response = post(&gateway.url, false, Some(&traceparent)).await;
+    let response = post(&rig.gateway.url, false, Some(&traceparent)).await;
     assert_eq!(response.status(), 200);
     response.text().await.unwrap();
 
-    let spans = collector
-        .wait_for(&["request", "chat claude-sonnet-4-5"])
-        .await;
+    let spans = rig.collector.wait_for(&["request", CHAT]).await;
     let request = named(&spans, "request")[0];
-    let attempt = named(&spans, "chat claude-sonnet-4-5")[0];
+    let attempt = named(&spans, CHAT)[0];
     // The client's trace continues: same trace id, the request span under the client's.
     assert_eq!(hex(&request.trace_id), TRACE_ID);
     assert_eq!(hex(&request.parent_span_id), CLIENT_SPAN);
@@ -207,18 +242,19 @@ async fn a_request_is_a_span_with_its_attempt_inside_the_clients_trace() {
         // 11 input at $3/M + 6 output at $15/M, exactly.
         ("llm_gateway.cost_usd", "0.000123"),
     ];
-    for (key, value) in expect {
-        assert_eq!(attr(attempt, key).as_deref(), Some(value), "{key}");
-    }
+    assert_attrs(attempt, &expect);
     assert_eq!(
         attr(attempt, "gen_ai.input.messages"),
         None,
         "content is off by default"
     );
-    assert_eq!(attr(request, "status").as_deref(), Some("200"));
-    assert_eq!(attr(request, "client").as_deref(), Some("ci"));
-    assert_eq!(attr(request, "provider").as_deref(), Some("anthropic"));
-    assert_eq!(attr(request, "model").as_deref(), Some("claude-sonnet-4-5"));
+    let on_request = [
+        ("status", "200"),
+        ("client", "ci"),
+        ("provider", "anthropic"),
+        ("model", "claude-sonnet-4-5"),
+    ];
+    assert_attrs(request, &on_request);
 
     // The upstream request carries the trace on, from the attempt span.
     let sent = &upstream.requests()[0];
@@ -228,7 +264,7 @@ async fn a_request_is_a_span_with_its_attempt_inside_the_clients_trace() {
     );
 
     // No credential in any span: the raw export bytes are searched.
-    let raw = collector.raw.lock().unwrap().clone();
+    let raw = rig.collector.raw.lock().unwrap().clone();
     for secret in [CLIENT_KEY, UPSTREAM_KEY] {
         assert!(
             !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -239,7 +275,6 @@ async fn a_request_is_a_span_with_its_attempt_inside_the_clients_trace() {
 
 #[tokio::test]
 async fn a_failed_attempt_is_its_own_span_with_its_reason_before_the_commit_point() {
-    let (collector, collector_url) = Collector::start().await;
     let first = MockUpstream::start().await;
     first.push(Reply::json(
         529,
@@ -247,23 +282,15 @@ async fn a_failed_attempt_is_its_own_span_with_its_reason_before_the_commit_poin
     ));
     let second = MockUpstream::start().await;
     second.push(Reply::sse_events(&common::fixture("text_basic.sse")));
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        &[("primary", &first.url()), ("backup", &second.url())],
-        &collector_url,
-        dir.path(),
-    );
-    let _traced = traced(&config.telemetry);
-    let gateway = common::start_gateway(config).await;
+    let rig = rig(&[("primary", &first), ("backup", &second)], |_| {}).await;
 
-    let response = post(&gateway.url, true, None).await;
+    let response = post(&rig.gateway.url, true, None).await;
     assert_eq!(response.status(), 200);
     response.text().await.unwrap();
 
-    let name = "chat claude-sonnet-4-5";
-    let spans = collector.wait_for(&["request", name, name]).await;
+    let spans = rig.collector.wait_for(&["request", CHAT, CHAT]).await;
     let request = named(&spans, "request")[0];
-    let attempts = named(&spans, name);
+    let attempts = named(&spans, CHAT);
     let by_provider = |p: &str| {
         *attempts
             .iter()
@@ -277,24 +304,22 @@ async fn a_failed_attempt_is_its_own_span_with_its_reason_before_the_commit_poin
     }
     // A fresh trace (the client sent none): the request span is its root.
     assert!(request.parent_span_id.is_empty());
-    assert_eq!(
-        attr(failed, "llm_gateway.fallback.reason").as_deref(),
-        Some("status_529")
+    assert_attrs(
+        failed,
+        &[
+            ("llm_gateway.fallback.reason", "status_529"),
+            ("llm_gateway.attempt.committed", "false"),
+            ("error.type", "status_529"),
+        ],
     );
-    assert_eq!(
-        attr(failed, "llm_gateway.attempt.committed").as_deref(),
-        Some("false")
-    );
-    assert_eq!(attr(failed, "error.type").as_deref(), Some("status_529"));
     // OTLP status code 2 = error.
     assert_eq!(failed.status.as_ref().map(|s| s.code), Some(2));
-    assert_eq!(
-        attr(served, "llm_gateway.attempt.committed").as_deref(),
-        Some("true")
-    );
-    assert_eq!(
-        attr(served, "llm_gateway.outcome").as_deref(),
-        Some("complete")
+    assert_attrs(
+        served,
+        &[
+            ("llm_gateway.attempt.committed", "true"),
+            ("llm_gateway.outcome", "complete"),
+        ],
     );
     assert_eq!(attr(served, "llm_gateway.fallback.reason"), None);
     assert!(failed.end_time_unix_nano <= served.start_time_unix_nano);
@@ -343,76 +368,74 @@ fn print_tree(spans: &[Span]) {
 
 #[tokio::test]
 async fn a_stream_the_client_cuts_ends_its_attempt_span() {
-    let (collector, collector_url) = Collector::start().await;
     let upstream = MockUpstream::start().await;
-    let events = common::mock::split_events(&common::fixture("text_basic.sse"));
-    let commit = common::through_commit(&events);
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
-    steps.push(Step::Hang);
-    upstream.push(Reply::sse(steps));
+    upstream.push(stream_then(Step::Hang));
     let closed = upstream.on_close();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        &[("anthropic", &upstream.url())],
-        &collector_url,
-        dir.path(),
-    );
-    let _traced = traced(&config.telemetry);
-    let gateway = common::start_gateway(config).await;
+    let rig = rig(&[("anthropic", &upstream)], |_| {}).await;
 
-    let mut response = post(&gateway.url, true, None).await;
+    let mut response = post(&rig.gateway.url, true, None).await;
     assert_eq!(response.status(), 200);
     let mut buffer = String::new();
-    common::read_events(&mut response, &mut buffer, commit).await;
+    common::read_events(&mut response, &mut buffer, commit_events()).await;
     drop(response);
     tokio::time::timeout(common::HANG_GUARD, closed)
         .await
         .unwrap()
         .unwrap();
 
-    let name = "chat claude-sonnet-4-5";
-    let spans = collector.wait_for(&["request", name]).await;
-    let attempt = named(&spans, name)[0];
-    assert_eq!(
-        attr(attempt, "llm_gateway.attempt.committed").as_deref(),
-        Some("true")
-    );
-    assert_eq!(
-        attr(attempt, "llm_gateway.outcome").as_deref(),
-        Some("client_disconnected")
-    );
+    let spans = rig.collector.wait_for(&["request", CHAT]).await;
+    let attempt = named(&spans, CHAT)[0];
     // What the stream said before the cut is on the span.
-    assert!(attr(attempt, "gen_ai.response.id").is_some());
-    assert!(attr(attempt, "gen_ai.usage.input_tokens").is_some());
+    assert_attrs(
+        attempt,
+        &[
+            ("llm_gateway.attempt.committed", "true"),
+            ("llm_gateway.outcome", "client_disconnected"),
+            ("gen_ai.response.id", "msg_01Text"),
+            ("gen_ai.usage.input_tokens", "11"),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_that_breaks_after_the_commit_point_says_so() {
+    let upstream = MockUpstream::start().await;
+    upstream.push(stream_then(Step::Close));
+    let rig = rig(&[("anthropic", &upstream)], |_| {}).await;
+
+    let response = post(&rig.gateway.url, true, None).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap_or_default();
+    assert!(text.contains("event: error"), "{text}");
+
+    let spans = rig.collector.wait_for(&["request", CHAT]).await;
+    let attempt = named(&spans, CHAT)[0];
+    assert_attrs(
+        attempt,
+        &[
+            ("llm_gateway.attempt.committed", "true"),
+            ("llm_gateway.outcome", "incomplete"),
+            ("error.type", "incomplete"),
+        ],
+    );
+    assert_eq!(attempt.status.as_ref().map(|s| s.code), Some(2));
 }
 
 #[tokio::test]
 async fn content_goes_into_the_spans_only_when_asked_cut_as_the_audit_cuts() {
-    let (collector, collector_url) = Collector::start().await;
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::json(200, message_json(11, 6)));
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(
-        &[("anthropic", &upstream.url())],
-        &collector_url,
-        dir.path(),
-    );
-    config.telemetry.capture_content = true;
-    config.audit.max_body_bytes = 24;
-    let _traced = traced(&config.telemetry);
-    let gateway = common::start_gateway(config).await;
+    let rig = rig(&[("anthropic", &upstream)], |config| {
+        config.telemetry.capture_content = true;
+        config.audit.max_body_bytes = 24;
+    })
+    .await;
 
-    let response = post(&gateway.url, false, None).await;
+    let response = post(&rig.gateway.url, false, None).await;
     assert_eq!(response.status(), 200);
-    let spans = collector.wait_for(&["chat claude-sonnet-4-5"]).await;
-    let messages = attr(
-        named(&spans, "chat claude-sonnet-4-5")[0],
-        "gen_ai.input.messages",
-    )
-    .expect("messages captured");
+    let spans = rig.collector.wait_for(&[CHAT]).await;
+    let messages =
+        attr(named(&spans, CHAT)[0], "gen_ai.input.messages").expect("messages captured");
     // The messages as JSON, cut at the audit's bound with the audit's marker.
     let (kept, marker) = messages.split_once('\n').expect("a cut marker");
     assert_eq!(kept.len(), 24);
@@ -427,16 +450,12 @@ async fn requests_answer_while_the_collector_is_down() {
     for _ in 0..3 {
         upstream.push(Reply::json(200, message_json(11, 6)));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        &[("anthropic", &upstream.url())],
-        &refused.url(),
-        dir.path(),
-    );
-    let _traced = traced(&config.telemetry);
-    let gateway = common::start_gateway(config).await;
+    let rig = rig(&[("anthropic", &upstream)], |config| {
+        config.telemetry.otlp_endpoint = Some(refused.url().parse().unwrap());
+    })
+    .await;
     for _ in 0..3 {
-        let response = post(&gateway.url, false, None).await;
+        let response = post(&rig.gateway.url, false, None).await;
         assert_eq!(response.status(), 200);
         response.text().await.unwrap();
     }
@@ -444,67 +463,23 @@ async fn requests_answer_while_the_collector_is_down() {
 }
 
 #[tokio::test]
-async fn an_attempt_that_breaks_after_the_commit_point_says_so() {
-    let (collector, collector_url) = Collector::start().await;
-    let upstream = MockUpstream::start().await;
-    let events = common::mock::split_events(&common::fixture("text_basic.sse"));
-    let commit = common::through_commit(&events);
-    let mut steps: Vec<Step> = events[..commit]
-        .iter()
-        .map(|e| Step::Send(e.clone().into_bytes()))
-        .collect();
-    steps.push(Step::Close);
-    upstream.push(Reply::sse(steps));
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        &[("anthropic", &upstream.url())],
-        &collector_url,
-        dir.path(),
-    );
-    let _traced = traced(&config.telemetry);
-    let gateway = common::start_gateway(config).await;
-
-    let response = post(&gateway.url, true, None).await;
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap_or_default();
-    assert!(text.contains("event: error"), "{text}");
-
-    let name = "chat claude-sonnet-4-5";
-    let spans = collector.wait_for(&["request", name]).await;
-    let attempt = named(&spans, name)[0];
-    assert_eq!(
-        attr(attempt, "llm_gateway.attempt.committed").as_deref(),
-        Some("true")
-    );
-    assert_eq!(
-        attr(attempt, "llm_gateway.outcome").as_deref(),
-        Some("incomplete")
-    );
-    assert_eq!(attr(attempt, "error.type").as_deref(), Some("incomplete"));
-    assert_eq!(attempt.status.as_ref().map(|s| s.code), Some(2));
-}
-
-#[tokio::test]
 async fn without_telemetry_the_clients_traceparent_passes_unchanged_and_none_is_invented() {
     let upstream = MockUpstream::start().await;
     upstream.push(Reply::json(200, message_json(11, 6)));
     upstream.push(Reply::json(200, message_json(11, 6)));
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(
-        &[("anthropic", &upstream.url())],
-        "http://127.0.0.1:1",
-        dir.path(),
-    );
-    config.telemetry = TelemetryConfig::default();
-    let gateway = common::start_gateway(config).await;
+    let rig = rig(&[("anthropic", &upstream)], |config| {
+        config.telemetry = TelemetryConfig::default();
+    })
+    .await;
 
     let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
-    post(&gateway.url, false, Some(&traceparent))
+    let url = &rig.gateway.url;
+    post(url, false, Some(&traceparent))
         .await
         .text()
         .await
         .unwrap();
-    post(&gateway.url, false, None).await.text().await.unwrap();
+    post(url, false, None).await.text().await.unwrap();
     let sent = upstream.requests();
     assert_eq!(sent[0].header("traceparent"), Some(traceparent.as_str()));
     assert_eq!(sent[1].header("traceparent"), None);

@@ -334,8 +334,8 @@ where
     fn attempt_span(&self, attempt: Option<&Attempt>) -> AttemptSpan {
         let meta = self.parts.extensions.get::<crate::meta::RequestMeta>();
         let model = attempt.and_then(|a| a.model.as_deref());
-        // The request span names who asked and who was tried last.
-        if let Some(meta) = meta {
+        // The request span names who asked (once: a field recorded twice is sent twice).
+        if let (Some(meta), 1) = (meta, self.called) {
             for (field, value) in [
                 (SpanField::Client, &meta.client),
                 (SpanField::Model, &meta.model),
@@ -345,7 +345,6 @@ where
                 }
             }
         }
-        crate::edge::record(SpanField::Provider, self.provider());
         let span = AttemptSpan::start(meta, self.provider(), model);
         if let Some(max) = self.shared.capture_content {
             span.capture_messages(&self.body, max);
@@ -358,6 +357,7 @@ where
             span.committed();
         }
         let name = self.provider().to_owned();
+        crate::edge::record(SpanField::Provider, &name);
         self.shared.health.record_success(&name);
         if let Some(ledger) = &self.ledger {
             ledger.attempt(AttemptRecord {
