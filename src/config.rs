@@ -78,6 +78,9 @@ pub struct Config {
     /// State shared by several replicas.
     #[serde(default)]
     pub state: StateConfig,
+    /// OpenTelemetry traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -534,6 +537,30 @@ impl Default for FallbackConfig {
     }
 }
 
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (protobuf).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`); spans go to
+    /// `{otlp_endpoint}/v1/traces`. Absent: no traces are exported.
+    pub otlp_endpoint: Option<url::Url>,
+    /// The `service.name` resource attribute (default `llm-gateway`).
+    pub service_name: String,
+    /// Put the request's messages into the attempt spans (`gen_ai.input.messages`),
+    /// redacted as the audit log is (default false: no content leaves).
+    pub capture_content: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "llm-gateway".to_owned(),
+            capture_content: false,
+        }
+    }
+}
+
 /// `[state]`: what replicas share.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -646,6 +673,7 @@ impl Default for Config {
             pricing: BTreeMap::new(),
             fallback: FallbackConfig::default(),
             state: StateConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -733,6 +761,20 @@ impl Config {
             if let Err(error) = known("routing.default_provider", name) {
                 errors.push(error);
             }
+        }
+        if let Some(url) = &self.telemetry.otlp_endpoint {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                errors.push(ConfigError::at(
+                    "telemetry.otlp_endpoint",
+                    "must be an http or https URL with a host",
+                ));
+            }
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            errors.push(ConfigError::at(
+                "telemetry.service_name",
+                "must not be empty",
+            ));
         }
         for name in &self.routing.fallback_chain {
             if let Err(error) = known("routing.fallback_chain", name) {

@@ -179,7 +179,10 @@ impl GatewayBuilder {
         let fallback = FallbackLayer::new(DefaultFallbackPolicy::default())
             .with_health(health.clone())
             .on_fallback(metrics.clone())
-            .max_hold(Duration::from_millis(config.fallback.max_hold_ms));
+            .max_hold(Duration::from_millis(config.fallback.max_hold_ms))
+            .capture_content(
+                (config.telemetry.capture_content).then_some(config.audit.max_body_bytes),
+            );
 
         let options = AuditOptions {
             log_request_bodies: config.audit.log_request_bodies,

@@ -83,6 +83,7 @@
 //! | [`RequestMeta`] (request) | ingress | route, usage, providers |
 //! | [`RouteDecision`](route::RouteDecision) (request) | route | fallback |
 //! | [`AttemptTarget`], [`TargetModel`], [`CrossProvider`] (request) | fallback, per attempt | [`ProviderSet`](provider::ProviderSet), the providers |
+//! | [`AttemptSpan`](telemetry::AttemptSpan) (request): the attempt's trace span | fallback, per attempt | the providers (the upstream `traceparent`), the usage tap (records the answer on it, holds it until the body ends) |
 //! | [`ServedBy`] (response) | the provider | usage |
 //! | [`ErrorInfo`](error_response::ErrorInfo) (response) | `ErrorResponse` | `Record` |
 //!
@@ -143,6 +144,7 @@ pub mod series;
 mod serve;
 pub mod ship;
 pub mod sse;
+pub mod telemetry;
 pub mod timeout;
 pub mod usage;
 

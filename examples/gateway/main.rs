@@ -17,11 +17,16 @@ use llm_gateway::audit::{AuditQuery, AuditReader, AuditRecord};
 use llm_gateway::config::SecretRef;
 use llm_gateway::credentials::CredentialStore;
 use llm_gateway::{Config, Gateway};
+use opentelemetry_sdk::trace::SdkTracer;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Registry;
 
 mod daemon;
 mod exporter;
@@ -113,20 +118,11 @@ enum CredentialsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = if cli.verbose {
-        "info,llm_gateway=debug"
-    } else {
-        "info"
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        // Plain text in gateway.log and pipes; colours only on a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    let verbose = cli.verbose;
+    // `serve` installs the subscriber itself, once its runtime can carry the OTLP export.
+    if !matches!(cli.command, None | Some(Command::Serve { .. })) {
+        init_tracing(verbose, None);
+    }
     // These need no configuration.
     match &cli.command {
         Some(Command::Credentials { command }) => return daemon::credentials(command),
@@ -142,7 +138,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve { write_state: false }) {
-        Command::Serve { write_state } => serve(config, write_state),
+        Command::Serve { write_state } => serve(config, write_state, verbose),
         Command::Start => daemon::start(&config),
         Command::Stop | Command::Status | Command::Credentials { .. } => {
             unreachable!("handled above")
@@ -295,7 +291,28 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-fn serve(config: Config, write_state: bool) -> ExitCode {
+/// The daemon's subscriber: its log lines on stderr and, with `[telemetry]`, the OTLP
+/// span export.
+fn init_tracing(verbose: bool, otlp: Option<OpenTelemetryLayer<Registry, SdkTracer>>) {
+    let default_filter = if verbose {
+        "info,llm_gateway=debug"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
+    let log = tracing_subscriber::fmt::layer()
+        // Plain text in gateway.log and pipes; colours only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    tracing_subscriber::registry()
+        .with(otlp)
+        .with(filter)
+        .with(log)
+        .init();
+}
+
+fn serve(config: Config, write_state: bool, verbose: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -306,7 +323,22 @@ fn serve(config: Config, write_state: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let otlp = {
+        let _runtime = runtime.enter();
+        match llm_gateway::telemetry::otlp_layer(&config.telemetry) {
+            Ok(otlp) => otlp,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let (otlp_layer, tracer) = match otlp {
+        Some(otlp) => (Some(otlp.layer), Some(otlp.provider)),
+        None => (None, None),
+    };
+    init_tracing(verbose, otlp_layer);
+    let code = runtime.block_on(async move {
         let grace = Duration::from_millis(config.timeouts.shutdown_grace_ms);
         let listen = config.listen;
         // Before the gateway is built, so the series get their help texts.
@@ -377,7 +409,14 @@ fn serve(config: Config, write_state: bool) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Spans still queued go out now (the runtime still runs the export).
+    if let Some(tracer) = tracer {
+        if let Err(e) = tracer.shutdown() {
+            eprintln!("warning: telemetry: {e}");
+        }
+    }
+    code
 }
 
 async fn shutdown_signal() {

@@ -47,11 +47,13 @@ pub fn record(field: SpanField, value: &str) {
     Span::current().record(field.name(), value);
 }
 
-/// tower-http's `MakeSpan`: the `request` span, its later fields declared empty.
+/// tower-http's `MakeSpan`: the `request` span, its later fields declared empty, a
+/// child of the client's trace when it sent a `traceparent`.
 pub(crate) fn request_span<B>(request: &Request<B>) -> Span {
     let id = RequestId::get(request.extensions()).map(|id| id.0);
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
+        otel.kind = "server",
         request_id = id.as_deref().unwrap_or(""),
         method = %request.method(),
         path = request.uri().path(),
@@ -59,7 +61,9 @@ pub(crate) fn request_span<B>(request: &Request<B>) -> Span {
         model = Empty,
         provider = Empty,
         status = Empty,
-    )
+    );
+    crate::telemetry::set_parent_from(&span, request.headers());
+    span
 }
 
 /// tower-http's `OnResponse`: record the status, log the answer at debug level.

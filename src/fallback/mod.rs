@@ -155,6 +155,7 @@ pub struct FallbackLayer<P> {
     health: Arc<ProviderHealth>,
     events: Arc<dyn OnFallback>,
     max_hold: Duration,
+    capture_content: Option<usize>,
 }
 
 /// How long a stream is held with nothing sent, by default.
@@ -167,6 +168,7 @@ impl<P> Clone for FallbackLayer<P> {
             health: self.health.clone(),
             events: self.events.clone(),
             max_hold: self.max_hold,
+            capture_content: self.capture_content,
         }
     }
 }
@@ -179,6 +181,7 @@ impl<P: FallbackPolicy> FallbackLayer<P> {
             health: Arc::new(ProviderHealth::default()),
             events: Arc::new(()),
             max_hold: DEFAULT_MAX_HOLD,
+            capture_content: None,
         }
     }
 
@@ -187,6 +190,14 @@ impl<P: FallbackPolicy> FallbackLayer<P> {
     /// keepalive comments while fallback goes on (see the [module docs](self)).
     pub fn max_hold(mut self, max_hold: Duration) -> Self {
         self.max_hold = max_hold;
+        self
+    }
+
+    /// Put the request's messages, cut at `max_bytes` as the audit cuts bodies, into each
+    /// attempt's trace span (`gen_ai.input.messages`); `None` (the default) keeps
+    /// content out of the spans.
+    pub fn capture_content(mut self, max_bytes: Option<usize>) -> Self {
+        self.capture_content = max_bytes;
         self
     }
 
@@ -218,6 +229,7 @@ impl<S, P> Layer<S> for FallbackLayer<P> {
             self.health.clone(),
             self.events.clone(),
             self.max_hold,
+            self.capture_content,
         )
     }
 }

@@ -4,10 +4,12 @@
 use super::peek::{ended_before_content, Peek, PeekBody, Seen};
 use super::{failure_reason, FallbackPolicy, GateAttempts, OnFallback, ProviderHealth};
 use crate::body::Body;
+use crate::edge::SpanField;
 use crate::error::{Error, ErrorKind};
 use crate::ledger::{AttemptRecord, AttemptsEnd, RequestLedger};
 use crate::meta::{AttemptTarget, CrossProvider, TargetModel};
 use crate::route::{Attempt, RouteDecision};
+use crate::telemetry::AttemptSpan;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{header, Request, Response};
@@ -25,6 +27,8 @@ pub(super) struct Shared<P> {
     pub(super) events: Arc<dyn OnFallback>,
     /// How long a stream is held with nothing sent before the head goes out.
     pub(super) max_hold: Duration,
+    /// Messages go into the attempt spans, cut at this many bytes.
+    pub(super) capture_content: Option<usize>,
 }
 
 impl<P: FallbackPolicy> Shared<P> {
@@ -100,6 +104,8 @@ pub(super) struct Run<S: Service<Request<Bytes>>, P> {
     stage: Stage<S::Future>,
     /// The client already has a `200` SSE head: an answer that is not a stream fails.
     head_sent: bool,
+    /// The running attempt's trace span, until it commits or fails.
+    span: Option<AttemptSpan>,
 }
 
 // The service is only ever used through `&mut` (never pinned) and its futures are
@@ -130,6 +136,7 @@ where
             last_error: None,
             stage: Stage::Next,
             head_sent: false,
+            span: None,
         }
     }
 
@@ -228,7 +235,10 @@ where
             }
         }
         self.called += 1;
-        let request = attempt_request(&self.parts, &self.body, attempt.as_ref());
+        let mut request = attempt_request(&self.parts, &self.body, attempt.as_ref());
+        let span = self.attempt_span(attempt.as_ref());
+        request.extensions_mut().insert(span.clone());
+        self.span = Some(span);
         self.stage = Stage::Calling {
             future: Box::pin(service.call(request)),
             started: Instant::now(),
@@ -320,8 +330,34 @@ where
         }
     }
 
+    /// The span of the attempt about to be called, a child of the request's.
+    fn attempt_span(&self, attempt: Option<&Attempt>) -> AttemptSpan {
+        let meta = self.parts.extensions.get::<crate::meta::RequestMeta>();
+        let model = attempt.and_then(|a| a.model.as_deref());
+        // The request span names who asked (once: a field recorded twice is sent twice).
+        if let (Some(meta), 1) = (meta, self.called) {
+            for (field, value) in [
+                (SpanField::Client, &meta.client),
+                (SpanField::Model, &meta.model),
+            ] {
+                if let Some(value) = value {
+                    crate::edge::record(field, value);
+                }
+            }
+        }
+        let span = AttemptSpan::start(meta, self.provider(), model);
+        if let Some(max) = self.shared.capture_content {
+            span.capture_messages(&self.body, max);
+        }
+        span
+    }
+
     fn succeed(&mut self, response: Response<PeekBody>, started: Instant) -> Ended {
+        if let Some(span) = self.span.take() {
+            span.committed();
+        }
         let name = self.provider().to_owned();
+        crate::edge::record(SpanField::Provider, &name);
         self.shared.health.record_success(&name);
         if let Some(ledger) = &self.ledger {
             ledger.attempt(AttemptRecord {
@@ -336,6 +372,9 @@ where
 
     /// Log the failed attempt and move to the next one (`None`), or end with the error.
     fn fail(&mut self, error: Error, started: Instant) -> Option<Ended> {
+        if let Some(span) = self.span.take() {
+            span.failed(failure_reason(&error));
+        }
         let name = self.provider().to_owned();
         if let Some(ledger) = &self.ledger {
             ledger.attempt(AttemptRecord {
@@ -379,6 +418,9 @@ impl<S: Service<Request<Bytes>>, P> Drop for Run<S, P> {
             Stage::Next | Stage::Finished => return,
         };
         // The client went away mid-attempt: the attempt still belongs in the record.
+        if let Some(span) = self.span.take() {
+            span.abandoned();
+        }
         if let Some(ledger) = &self.ledger {
             ledger.attempt(AttemptRecord {
                 provider: provider_name(&self.attempts, self.index).to_owned(),

@@ -29,6 +29,7 @@ impl<S, P> FallbackService<S, P> {
         health: Arc<ProviderHealth>,
         events: Arc<dyn OnFallback>,
         max_hold: Duration,
+        capture_content: Option<usize>,
     ) -> Self {
         Self {
             inner,
@@ -37,6 +38,7 @@ impl<S, P> FallbackService<S, P> {
                 health,
                 events,
                 max_hold,
+                capture_content,
             }),
         }
     }

@@ -28,7 +28,7 @@
 mod body;
 mod clock;
 
-use body::cut_body;
+pub(crate) use body::cut_body;
 pub(crate) use body::BoundedCopy;
 
 use crate::budget::Reservation;

@@ -142,6 +142,7 @@ impl Inner {
             }
             None => {}
         }
+        headers.extend(crate::telemetry::trace_headers(&parts.extensions));
         if !headers.contains_key("anthropic-version") {
             headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }

@@ -2,6 +2,7 @@ use super::price::{unpriced, Pricing};
 use super::{OnUsage, Outcome, UsageReport, UsageTracker, WatchUsage};
 use crate::ledger::RequestLedger;
 use crate::observe::{BodyEnd, BodyObserver, ObservedBody};
+use crate::telemetry::{Answered, AttemptSpan, Tokens};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +30,9 @@ pub struct UsageTap<H> {
     pub(crate) client: Option<String>,
     pub(crate) stream: bool,
     pub(crate) received_at: Instant,
+    /// The attempt's trace span: the tap records the answer on it and holds it open
+    /// until the body ends or is dropped.
+    pub(crate) span: Option<AttemptSpan>,
 }
 
 impl<H: OnUsage> BodyObserver for UsageTap<H> {
@@ -57,18 +61,22 @@ impl<H: OnUsage> BodyObserver for UsageTap<H> {
             (BodyEnd::Dropped, _) => Outcome::ClientDisconnected,
         };
         let report = self.take_report(outcome);
+        let cost = self
+            .pricing
+            .as_ref()
+            .map(|pricing| pricing.price(report.clone()));
+        self.tell_span(&report, cost.as_ref().and_then(|c| c.cost));
         if self.pricing.is_none() && self.ledger.is_none() && self.watch.is_none() {
             self.hook.on_usage(report);
             return;
         }
         self.hook.on_usage(report.clone());
-        let priced = match &self.pricing {
-            Some(pricing) => {
-                let priced = pricing.price(report);
+        let priced = match (&self.pricing, cost) {
+            (Some(pricing), Some(priced)) => {
                 pricing.hook().on_cost(priced.clone());
                 priced
             }
-            None => unpriced(report),
+            _ => unpriced(report),
         };
         if let Some(watch) = &self.watch {
             watch.0.attempt_ended(&priced);
@@ -80,6 +88,36 @@ impl<H: OnUsage> BodyObserver for UsageTap<H> {
 }
 
 impl<H> UsageTap<H> {
+    /// Record the answer on the attempt's span (when traced).
+    fn tell_span(&self, report: &UsageReport, cost: Option<crate::pricing::Money>) {
+        let Some(span) = &self.span else {
+            return;
+        };
+        let facts = self.tracker.answer();
+        let usage = &report.usage;
+        let (outcome, broken) = match report.outcome {
+            Outcome::Complete => ("complete", false),
+            Outcome::Error => ("error", true),
+            Outcome::Incomplete => ("incomplete", true),
+            Outcome::ClientDisconnected => ("client_disconnected", false),
+        };
+        span.answered(Answered {
+            model: report.model.as_deref(),
+            id: facts.id.as_deref(),
+            stop_reason: facts.stop_reason.as_deref(),
+            tokens: Tokens {
+                input: usage.input_tokens,
+                output: usage.output_tokens,
+                cache_read: usage.cache_read_input_tokens,
+                cache_creation: usage.cache_creation_input_tokens,
+            },
+            cost,
+            outcome,
+            broken,
+            committed: !self.stream || self.tracker.first_content_at().is_some(),
+        });
+    }
+
     fn take_report(&mut self, outcome: Outcome) -> UsageReport {
         let tracker = &self.tracker;
         let model = tracker

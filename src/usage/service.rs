@@ -5,6 +5,7 @@ use crate::ledger::RequestLedger;
 use crate::meta::{Endpoint, EstimatedStartUsage, RequestMeta, ServedBy};
 use crate::observe::ObservedBody;
 use crate::request_id::RequestId;
+use crate::telemetry::AttemptSpan;
 use http::{header, Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -62,6 +63,7 @@ struct Pending<H> {
     /// content type says).
     stream: Option<bool>,
     received_at: Instant,
+    span: Option<AttemptSpan>,
 }
 
 impl<S, H, ReqB, ResB> Service<Request<ReqB>> for UsageService<S, H>
@@ -99,6 +101,7 @@ where
                 client: meta.and_then(|m| m.client.clone()),
                 stream: meta.map(|m| m.stream),
                 received_at: meta.map_or_else(Instant::now, |m| m.received_at),
+                span: extensions.get::<AttemptSpan>().cloned(),
             }
         });
         UsageFuture {
@@ -148,6 +151,7 @@ where
                 client: pending.client,
                 stream,
                 received_at: pending.received_at,
+                span: pending.span,
             })
         });
         Poll::Ready(Ok(response.map(|body| ObservedBody::new(body, tap))))

@@ -14,6 +14,8 @@ pub struct UsageTracker {
     mode: Mode,
     usage: Usage,
     model: Option<String>,
+    /// The answer's id and `stop_reason` (for its trace span).
+    answer: AnswerFacts,
     parse_failures: u32,
     saw_stop: bool,
     saw_error: bool,
@@ -22,6 +24,13 @@ pub struct UsageTracker {
     json_too_large: bool,
     /// `message_start` usage is a local estimate: not read (see [`Self::estimated_start`]).
     start_estimated: bool,
+}
+
+/// What an answer says about itself besides usage: its id and why it stopped.
+#[derive(Debug, Default)]
+pub(crate) struct AnswerFacts {
+    pub(crate) id: Option<String>,
+    pub(crate) stop_reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -148,13 +157,21 @@ struct MessageStart {
 
 #[derive(Deserialize)]
 struct WireMessage {
+    id: Option<String>,
     model: Option<String>,
+    stop_reason: Option<String>,
     usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
 struct MessageDelta {
     usage: Option<WireUsage>,
+    delta: Option<WireDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    stop_reason: Option<String>,
 }
 
 // === impl UsageTracker ===
@@ -175,6 +192,7 @@ impl UsageTracker {
             mode,
             usage: Usage::default(),
             model: None,
+            answer: AnswerFacts::default(),
             parse_failures: 0,
             saw_stop: false,
             saw_error: false,
@@ -201,6 +219,7 @@ impl UsageTracker {
                 let Self {
                     usage,
                     model,
+                    answer,
                     parse_failures,
                     saw_stop,
                     saw_error,
@@ -211,6 +230,7 @@ impl UsageTracker {
                 let mut state = EventState {
                     usage,
                     model,
+                    answer,
                     parse_failures,
                     saw_stop,
                     saw_error,
@@ -255,6 +275,10 @@ impl UsageTracker {
                         self.parse_failures = self.parse_failures.saturating_add(1);
                     }
                     self.model = message.model;
+                    self.answer = AnswerFacts {
+                        id: message.id,
+                        stop_reason: message.stop_reason,
+                    };
                     self.saw_stop = true;
                 }
                 Err(_) => self.parse_failures = self.parse_failures.saturating_add(1),
@@ -275,6 +299,11 @@ impl UsageTracker {
     /// The model the upstream said it served, if it said.
     pub fn served_model(&self) -> Option<&str> {
         self.model.as_deref()
+    }
+
+    /// The answer's id and `stop_reason`, when it said.
+    pub(crate) fn answer(&self) -> &AnswerFacts {
+        &self.answer
     }
 
     /// Usage-bearing events or bodies, and token counts, that could not be read.
@@ -310,6 +339,7 @@ fn wants_event(name: &[u8]) -> bool {
 struct EventState<'a> {
     usage: &'a mut Usage,
     model: &'a mut Option<String>,
+    answer: &'a mut AnswerFacts,
     parse_failures: &'a mut u32,
     saw_stop: &'a mut bool,
     saw_error: &'a mut bool,
@@ -326,6 +356,7 @@ impl EventState<'_> {
             b"message_start" => match serde_json::from_slice::<MessageStart>(event.data) {
                 Ok(start) => {
                     *self.model = start.message.model;
+                    self.answer.id = start.message.id;
                     match start.message.usage {
                         // An estimate is for the client's display, not for accounting.
                         Some(_) if self.start_estimated => {}
@@ -339,11 +370,15 @@ impl EventState<'_> {
                 Err(_) => *self.parse_failures = (*self.parse_failures).saturating_add(1),
             },
             b"message_delta" => match serde_json::from_slice::<MessageDelta>(event.data) {
-                Ok(MessageDelta { usage: Some(usage) }) => {
-                    *self.parse_failures =
-                        (*self.parse_failures).saturating_add(replace_present(self.usage, usage));
+                Ok(delta) => {
+                    if let Some(reason) = delta.delta.and_then(|d| d.stop_reason) {
+                        self.answer.stop_reason = Some(reason);
+                    }
+                    if let Some(usage) = delta.usage {
+                        *self.parse_failures = (*self.parse_failures)
+                            .saturating_add(replace_present(self.usage, usage));
+                    }
                 }
-                Ok(MessageDelta { usage: None }) => {}
                 Err(_) => *self.parse_failures = (*self.parse_failures).saturating_add(1),
             },
             b"message_stop" => {

@@ -225,6 +225,7 @@ impl Inner {
             value.set_sensitive(true);
             request = request.header(name, value);
         }
+        let request = request.headers(crate::telemetry::trace_headers(&parts.extensions));
         let clock = RequestLedger::of(&parts.extensions).cloned();
         if let Some(clock) = &clock {
             clock.mark_sent();
